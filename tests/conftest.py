@@ -1,0 +1,26 @@
+"""Test-session settings shared by the unit tests and nbval.
+
+Every test run (and every notebook kernel nbval starts, which inherits this environment) uses a
+fresh cache folder, so two runs in a row do the same work and no state leaks between them.
+"""
+
+import os
+import shutil
+import tempfile
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+
+def pytest_configure(config):
+    if "MLCAK_TEST_KEEP_CACHE" not in os.environ:
+        os.environ["MLCAK_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlcak-test-cache-")
+    os.environ.setdefault("MLCAK_PROFILE", "default")
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+def pytest_unconfigure(config):
+    folder = os.environ.get("MLCAK_CACHE_DIR", "")
+    if "MLCAK_TEST_KEEP_CACHE" not in os.environ and "mlcak-test-cache-" in folder:
+        shutil.rmtree(folder, ignore_errors=True)
