@@ -27,8 +27,9 @@ def test_fine_grating_does_not_alias():
     grating = np.tile((0.5 + 0.5 * np.sin(2 * np.pi * x / 7.0))[None, :], (224, 1)).astype(np.float32)
     area = area_resize(grating, 28)
     naive = naive_subsample(grating, 28)
-    # Area averaging leaves almost no modulation; naive sampling turns it into a strong false pattern.
-    assert np.ptp(area) < 0.1
+    # Area averaging over 8 pixels keeps at most sin(8*pi/7) / (8 sin(pi/7)) = 1/8 of the
+    # modulation (peak-to-peak 0.125); naive sampling turns it into a strong false pattern.
+    assert np.ptp(area) < 0.13
     assert np.ptp(naive) > 0.8
 
 
