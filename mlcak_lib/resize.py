@@ -69,8 +69,8 @@ def area_resize(image: ArrayLike, size: int | tuple[int, int]) -> ArrayLike:
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"area_resize expects a NumPy array or a torch tensor, got {type(image).__name__}")
     dtype = image.dtype if image.is_floating_point() else torch.float32
-    ty = torch.as_tensor(wy, dtype=dtype, device=image.device)
-    tx = torch.as_tensor(wx, dtype=dtype, device=image.device)
+    ty = torch.tensor(wy, dtype=dtype, device=image.device)  # copy: the cached weights are read-only
+    tx = torch.tensor(wx, dtype=dtype, device=image.device)
     return ty @ image.to(dtype) @ tx.T
 
 
