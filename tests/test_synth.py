@@ -158,3 +158,39 @@ def test_corrupt_or_missing_asset_is_reported(tmp_path):
     with pytest.raises(AssetError, match="expected 1125431 bytes"):
         verify_asset(truncated)
     assert verify_asset() == ASSET_PATH
+
+
+def test_boxes_are_real_lesion_extents():
+    """No degenerate boxes: over 200 abnormal images every box is >= 2 px a side, tight on its lesion mask."""
+    sim = SynthCXR(SynthConfig(abnormal_fraction=1.0))
+    n_boxes = 0
+    for i in range(200):
+        s = sim.generate(i, "val", 0)
+        for box, mask, mm in zip(s["boxes"], s["lesion_masks"], s["box_mm"]):
+            n_boxes += 1
+            assert box[2] - box[0] >= 2 - 1e-4 and box[3] - box[1] >= 2 - 1e-4, (i, box)
+            x0, y0 = np.floor(box[:2]).astype(int)
+            x1, y1 = np.ceil(box[2:]).astype(int)
+            inside = mask[y0:y1, x0:x1]
+            assert inside.sum() == mask.sum() > 0, (i, box)
+            # tight: the mask reaches within 1 px of every side (no box stretched by stray pixels)
+            rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+            assert rows[0] <= 1 and cols[0] <= 1 and rows[-1] >= inside.shape[0] - 2 and cols[-1] >= inside.shape[1] - 2, (i, box)
+            assert mm >= 2.0
+    assert n_boxes > 250
+
+
+def test_pulmonary_fibrosis_lies_in_the_lung_fields_not_over_the_liver():
+    from scipy import ndimage
+
+    sim = SynthCXR()
+    for i in range(25):
+        s = sim.generate(i, "train", 0, findings=["Pulmonary fibrosis"])
+        normal = sim.generate(i, "train", 0, findings=[])["image"]
+        lung = ndimage.binary_dilation(s["lung_mask"], iterations=2)
+        for box, mask in zip(s["boxes"], s["lesion_masks"]):
+            cy, cx = int((box[1] + box[3]) / 2), int((box[0] + box[2]) / 2)
+            assert lung[cy, cx], (i, box)
+            assert (mask & ~lung).sum() == 0
+            # the lesion sits over aerated lung (dark), not over the sub-diaphragmatic liver (bright)
+            assert normal[mask].mean() < np.median(normal[s["lung_mask"]]) + 0.15, (i, box)

@@ -119,10 +119,14 @@ class SynthCXR:
 
     # ------------------------------------------------------------ the image
     def generate(self, index: int, split: str = "train", seed: int = 0, findings: list[str] | None = None,
-                 keep_masks: bool = True) -> dict:
+                 keep_masks: bool = True, keep_stages: bool = False) -> dict:
         """Image ``index`` of ``split`` (a pure function of config, seed, split, index).
 
         ``findings`` forces a list of classes (for demonstrations) instead of drawing them.
+        ``keep_stages`` adds ``stages``: the intermediate images of the pipeline (notebook 01),
+        ``line_integral`` (anatomy, warped CT projection), ``lesion_line_integral`` (what the
+        lesions add), ``intensity`` (detected I/I0 with scatter, noise and blur) and ``log``
+        (-ln of it, before display processing). The pixels are the same either way.
         """
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -135,9 +139,9 @@ class SynthCXR:
             if unknown:
                 raise ValueError(f"unknown lesion class(es) {unknown}; valid classes are: {', '.join(self.class_names)}")
             drawn = list(findings)
-        return self._render(rng, drawn, keep_masks)
+        return self._render(rng, drawn, keep_masks, keep_stages)
 
-    def _render(self, rng, findings: list[str], keep_masks: bool) -> dict:
+    def _render(self, rng, findings: list[str], keep_masks: bool, keep_stages: bool = False) -> dict:
         cfg = self.config
         S = cfg.image_size
         asset = self.asset
@@ -242,6 +246,9 @@ class SynthCXR:
             intensity += noise
         intensity = _blur3(intensity, 0.12 + ac * rng.uniform(0.0, 0.1))
         q = -np.log(np.maximum(intensity, 1e-4))
+        if keep_stages:
+            stages = {"line_integral": cv.p.copy(), "lesion_line_integral": cv.add.copy(),
+                      "intensity": intensity.copy(), "log": q.copy()}
         # ---- display processing
         drc = 0.45 + ac * rng.uniform(-0.1, 0.15)
         q = q - drc * _lowpass(q, 8)
@@ -275,6 +282,8 @@ class SynthCXR:
                 "tone": float(tone), "unsharp": float(sharp), "findings": list(findings),
             },
         }
+        if keep_stages:
+            out["stages"] = stages
         if keep_masks:
             out["lesion_masks"] = np.stack(masks) if masks else np.zeros((0, S, S), bool)
         return out

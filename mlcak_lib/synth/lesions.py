@@ -16,6 +16,7 @@ import numpy as np
 MU_WATER = 0.02  # mm^-1 (the asset's calibration)
 DMU_SOFT = 0.0178  # soft tissue / fluid replacing aerated lung
 DMU_LUNG = 0.003  # aerated lung tissue itself
+AERATED_MM = 50.0  # minimum lung depth (mm) of the radiographic lung field (Canvas.aerated)
 
 
 class Canvas:
@@ -35,6 +36,7 @@ class Canvas:
         self._gather_extra = gather_extra
         self._extra = None
         self._field = None
+        self._aerated = None
         self.heart_override = None
         self.rows = np.arange(S, dtype=np.float32)[:, None]
         self.cols = np.arange(S, dtype=np.float32)[None, :]
@@ -53,6 +55,19 @@ class Canvas:
         if self._field is None:
             self._field = self.lung & (self._aux[..., 1] < 3) & ((self._aux[..., 3] & 31) == 0) & (self.p < self.p_field)
         return self._field
+
+    @property
+    def aerated(self) -> np.ndarray:
+        """Radiographic lung field: lung at least ``AERATED_MM`` and 60 % of its column's maximum deep.
+
+        Its lower border follows the diaphragm domes (where the lung's depth along the beam starts to
+        fall): it excludes the thin posterior recesses and paravertebral gutters that the projection
+        still contains below the domes, over the liver and stomach.
+        """
+        if self._aerated is None:
+            deep = np.maximum(AERATED_MM, 0.6 * self.lung_mm.max(axis=0, keepdims=True))
+            self._aerated = self.lung & (self.lung_mm >= deep)
+        return self._aerated
 
     @property
     def extra(self):
@@ -92,14 +107,68 @@ def _pick(rng, cond: np.ndarray):
     return k // cond.shape[1] + rng.random(), k % cond.shape[1] + rng.random()  # (row, col), continuous
 
 
-def _instance(cv: Canvas, mask: np.ndarray, box=None, size_mm=None, min_pixels: int = 1):
-    if mask.sum() < min_pixels:
-        return None
+MIN_BOX_PX = 2.0  # boxes narrower than this (a 2 mm calcification, a thin pleural band) are padded to it
+
+
+_EIGHT = np.ones((3, 3), bool)
+
+
+def _drop_fragments(mask: np.ndarray, min_pixels: int, keep_frac: float = 0.05):
+    """``(mask, box, n_pixels)`` without connected components below ``max(min_pixels, keep_frac * largest)``.
+
+    Region lesions are thresholded fields; at the lung edge and in the warped corners a threshold
+    can leave 1-10 pixel islands away from the lesion, which would stretch its box (or make a box
+    of their own). Labelling (8-connectivity) runs on the mask's bounding crop only.
+    """
+    from scipy import ndimage
+
+    box = _box_of(mask)
     if box is None:
+        return mask, None, 0
+    x0, y0, x1, y1 = (int(v) for v in box)
+    lab, n = ndimage.label(mask[y0:y1, x0:x1], structure=_EIGHT)
+    sizes = np.bincount(lab.ravel())
+    if n <= 1:
+        return mask, box, int(sizes[1:].sum())
+    sizes[0] = 0
+    keep = sizes >= max(min_pixels, keep_frac * sizes.max())
+    keep[0] = False
+    sub = keep[lab]
+    out = np.zeros_like(mask)
+    out[y0:y1, x0:x1] = sub
+    b = _box_of(sub)
+    if b is None:
+        return out, None, 0
+    return out, b + np.array([x0, y0, x0, y0], np.float32), int(sizes[keep].sum())
+
+
+def _pad_box(box, S: int) -> np.ndarray:
+    """At least ``MIN_BOX_PX`` per side (centred, kept inside the image)."""
+    box = np.asarray(box, np.float32).copy()
+    for a in (0, 1):
+        if box[a + 2] - box[a] < MIN_BOX_PX:
+            lo = min(max(0.5 * (box[a] + box[a + 2]) - 0.5 * MIN_BOX_PX, 0.0), S - MIN_BOX_PX)
+            box[a], box[a + 2] = lo, lo + MIN_BOX_PX
+    return box
+
+
+def _instance(cv: Canvas, mask: np.ndarray, box=None, size_mm=None, min_pixels: int = 1, clean: bool = True):
+    """``(box, size_mm, mask)``; a box computed here comes from the mask, after dropping stray
+    fragments unless ``clean=False`` (smooth single-blob fields such as the scaled heart)."""
+    if box is not None:
+        if np.count_nonzero(mask) < min_pixels:
+            return None
+    elif clean:
+        mask, box, count = _drop_fragments(mask, min_pixels)
+        if box is None or count < min_pixels:
+            return None
+    else:
         box = _box_of(mask)
+        if box is None or np.count_nonzero(mask) < min_pixels:
+            return None
     if size_mm is None:
         size_mm = float(max(box[2] - box[0], box[3] - box[1]) * cv.mm)
-    return (np.asarray(box, np.float32), float(size_mm), mask)
+    return (_pad_box(box, cv.S), float(size_mm), mask)
 
 
 def _bilinear(img: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -264,7 +333,7 @@ def cardiomegaly(cv: Canvas, rng, ctx) -> list:
     grow = np.clip(big - cv.heart_mm, 0, None)
     cv.add += np.minimum(grow, cv.lung_mm) * DMU_SOFT
     cv.heart_override = big
-    inst = _instance(cv, big > 5)
+    inst = _instance(cv, big > 5, clean=False)
     return [inst] if inst else []
 
 
@@ -284,7 +353,7 @@ def aortic_enlargement(cv: Canvas, rng, ctx) -> list:
     big = _scaled_field(field, centre, s ** 0.5, s, cv)
     grow = np.clip(big - field, 0, None)
     cv.add += np.minimum(grow, cv.lung_mm + 20) * DMU_SOFT
-    inst = _instance(cv, big > 3)
+    inst = _instance(cv, big > 3, clean=False)
     return [inst] if inst else []
 
 
@@ -331,12 +400,16 @@ def pleural_thickening(cv: Canvas, rng, ctx) -> list:
     if not band.any():
         return []
     cv.add += band * math.sqrt(2 * 120.0 * t) * DMU_SOFT
-    inst = _instance(cv, band > 0.3)
+    inst = _instance(cv, band > 0.3, min_pixels=8)
     return [inst] if inst else []
 
 
 def pulmonary_fibrosis(cv: Canvas, rng, ctx) -> list:
-    """Pulmonary fibrosis: a reticular (thin-line network) texture in the lower, peripheral lung zones."""
+    """Pulmonary fibrosis: a reticular (thin-line network) texture in the lower, peripheral lung zones.
+
+    Confined to the radiographic lung field (:attr:`Canvas.aerated`): above the diaphragm domes, not
+    over the liver where the projection still contains thin posterior lung recesses.
+    """
     sides = [True, False] if rng.random() < 0.6 else [rng.random() < 0.5]
     tiles = ctx.textures
     tile = tiles[rng.integers(len(tiles))]
@@ -350,12 +423,14 @@ def pulmonary_fibrosis(cv: Canvas, rng, ctx) -> list:
     h = sample_size(rng, ctx.rel_sizes, "Pulmonary fibrosis", cv.fov_mm, 30.0, 130.0, ctx.size_scale) / cv.mm
     amp = rng.uniform(0.7, 1.1)
     for right in sides:
-        m = cv.side(right)
+        m = cv.side(right) & cv.aerated
         rows = np.flatnonzero((m & cv.field).any(axis=1))
         if len(rows) < 10:
             continue
-        level = rows[-1] + 1 - h
         m = m & (cv.rows < rows[-1] + 1)
+        # the band follows the diaphragm dome (height h above each column's lung base), lower zones
+        # only (not above the heart border: at most 1.5 h above the side's lowest lung row)
+        level = np.maximum((cv.S - np.argmax(m[::-1], axis=0)).astype(np.float32) - h, rows[-1] + 1 - 1.5 * h)[None, :]
         zone = np.clip((cv.rows - level) / (0.25 * h + 1), 0, 1) * np.clip(1.3 - edge / 40.0, 0.2, 1.0) * m
         cv.add += tex * zone * amp * np.minimum(cv.lung_mm, 120) * 0.25 * DMU_SOFT
         inst = _instance(cv, zone > 0.3, min_pixels=30)
