@@ -62,8 +62,11 @@ def area_resize(image: ArrayLike, size: int | tuple[int, int]) -> ArrayLike:
         return image.astype(np.float32, copy=True) if isinstance(image, np.ndarray) else image.clone()
     wy, wx = area_weights(in_h, out_h), area_weights(in_w, out_w)
     if isinstance(image, np.ndarray):
+        from .threads import single_thread_blas
+
         img = image.astype(np.float32, copy=False)
-        return np.matmul(np.matmul(wy.astype(np.float32), img), wx.T.astype(np.float32))
+        with single_thread_blas():
+            return np.matmul(np.matmul(wy.astype(np.float32), img), wx.T.astype(np.float32))
     import torch
 
     if not isinstance(image, torch.Tensor):

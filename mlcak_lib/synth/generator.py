@@ -24,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..resize import area_weights
+from ..threads import single_thread_blas
 from .asset import load_asset
 from .config import LESION_CLASSES, SPLITS, SynthConfig, vindr_relative_sizes
 from .lesions import MODELS, Canvas
@@ -139,7 +140,8 @@ class SynthCXR:
             if unknown:
                 raise ValueError(f"unknown lesion class(es) {unknown}; valid classes are: {', '.join(self.class_names)}")
             drawn = list(findings)
-        return self._render(rng, drawn, keep_masks, keep_stages)
+        with single_thread_blas():
+            return self._render(rng, drawn, keep_masks, keep_stages)
 
     def _render(self, rng, findings: list[str], keep_masks: bool, keep_stages: bool = False) -> dict:
         cfg = self.config
