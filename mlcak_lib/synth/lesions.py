@@ -357,12 +357,16 @@ def aortic_enlargement(cv: Canvas, rng, ctx) -> list:
     return [inst] if inst else []
 
 
+def _lung_side_extent(cv: Canvas, right: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One lung's mask and the rows and columns it occupies (for lesions along the pleura)."""
+    m = cv.side(right)
+    return m, np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+
+
 def pneumothorax(cv: Canvas, rng, ctx) -> list:
     """Pneumothorax: apical/lateral rim without lung markings, darker, with a thin visceral pleural line."""
     right = rng.random() < 0.5
-    m = cv.side(right)
-    rows = np.flatnonzero(m.any(axis=1))
-    cols = np.flatnonzero(m.any(axis=0))
+    m, rows, cols = _lung_side_extent(cv, right)
     if len(rows) < 10:
         return []
     p_smooth, edge = cv.extra
@@ -384,9 +388,7 @@ def pneumothorax(cv: Canvas, rng, ctx) -> list:
 def pleural_thickening(cv: Canvas, rng, ctx) -> list:
     """Pleural thickening: a 2-6 mm soft-tissue band along the lateral chest wall or apex (seen tangentially)."""
     right = rng.random() < 0.5
-    m = cv.side(right)
-    rows = np.flatnonzero(m.any(axis=1))
-    cols = np.flatnonzero(m.any(axis=0))
+    m, rows, cols = _lung_side_extent(cv, right)
     if len(rows) < 10:
         return []
     _p, edge = cv.extra
