@@ -36,7 +36,9 @@ training step.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -45,8 +47,12 @@ from torch import Tensor, nn
 
 __all__ = [
     "Variant",
-    "VARIANTS",
-    "DEFAULT_WEIGHTS",
+    "VARIANT_NAMES",
+    "DISTILL_VARIANTS",
+    "LOCAL_VARIANTS",
+    "variants",
+    "default_weights",
+    "write_tuned_weights",
     "get_variant",
     "level_pairs",
     "classification_loss",
@@ -65,15 +71,38 @@ __all__ = [
 # Variants and their weights
 # --------------------------------------------------------------------------------------------
 
-#: Weights per profile. ``default``: chosen on the validation split by ``scripts/tune_distill.py``
-#: (``results/tuning_val.csv``; 28 px student, gamma in {0, 300, 1000, 3000} then levels in {1, 2, 4};
-#: alpha = beta = 1 and T = 4 were not searched). ``full``: not tuned (no GPU run yet) -- the default
-#: profile's values with 3 levels for the 12-block ViT; rerun the script with ``--profile full``.
-#: ``levels`` is the number of attention levels (see :func:`level_pairs`).
-DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
-    "default": {"alpha": 1.0, "beta": 1.0, "gamma": 300.0, "levels": 2, "temperature": 4.0},
-    "full": {"alpha": 1.0, "beta": 1.0, "gamma": 300.0, "levels": 3, "temperature": 4.0},
-}
+#: The file holding the tuned weights per profile (chosen on the validation split by
+#: ``scripts/tune_distill.py --write`` and ``scripts/tune_local.py --write``; see its ``_about``).
+#: Kept out of the Python source so that retuning does not change the library's code fingerprint
+#: (``train.code_fingerprint``) and so does not invalidate every cached model.
+TUNED_WEIGHTS_FILE = Path(__file__).resolve().parent / "data" / "tuned_weights.json"
+
+#: The weights a variant can take: ``levels`` is the number of attention levels (:func:`level_pairs`),
+#: ``lambda_local`` the weight of the local task (notebook 06, :mod:`mlcak_lib.localization`).
+WEIGHT_NAMES: tuple[str, ...] = ("alpha", "beta", "gamma", "levels", "temperature", "lambda_local")
+
+
+def default_weights(profile: str | None = None) -> dict[str, float]:
+    """The tuned weights of a profile, read from :data:`TUNED_WEIGHTS_FILE` (read on every call)."""
+    from .config import get_profile
+
+    profile = get_profile(profile)
+    table = json.loads(TUNED_WEIGHTS_FILE.read_text())
+    if profile not in table:
+        raise ValueError(f"{TUNED_WEIGHTS_FILE.name} has no weights for profile {profile!r}")
+    weights = {k: table[profile][k] for k in WEIGHT_NAMES}
+    weights["levels"] = int(weights["levels"])
+    return weights
+
+
+def write_tuned_weights(profile: str, **weights: float) -> None:
+    """Store chosen weights of ``profile`` in :data:`TUNED_WEIGHTS_FILE` (used by the tuning scripts)."""
+    unknown = set(weights) - set(WEIGHT_NAMES)
+    if unknown:
+        raise ValueError(f"unknown weight(s) {sorted(unknown)}; choose from {list(WEIGHT_NAMES)}")
+    table = json.loads(TUNED_WEIGHTS_FILE.read_text())
+    table.setdefault(profile, {}).update({k: (int(v) if k == "levels" else float(v)) for k, v in weights.items()})
+    TUNED_WEIGHTS_FILE.write_text(json.dumps(table, indent=2) + "\n")
 
 
 @dataclass(frozen=True)
@@ -91,11 +120,17 @@ class Variant:
     gamma: float = 0.0
     levels: int = 2
     temperature: float = 4.0
+    lambda_local: float = 0.0
     description: str = ""
 
     @property
     def uses_teacher(self) -> bool:
         return self.kind != "labels"
+
+    @property
+    def uses_local(self) -> bool:
+        """Multi-task variant: a local head and ``lambda_local * L_local`` (notebook 06)."""
+        return self.lambda_local > 0
 
     @property
     def uses_attention(self) -> bool:
@@ -109,12 +144,12 @@ class Variant:
         return replace(self, **changes)
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("name", "kind", "alpha", "beta", "gamma", "levels", "temperature")}
+        return {k: getattr(self, k) for k in ("name", "kind", "alpha", "beta", "gamma", "levels", "temperature", "lambda_local")}
 
 
 def _variants(weights: Mapping[str, float]) -> dict[str, Variant]:
     a, b, g = float(weights["alpha"]), float(weights["beta"]), float(weights["gamma"])
-    lv, t = int(weights["levels"]), float(weights["temperature"])
+    lv, t, lam = int(weights["levels"]), float(weights["temperature"]), float(weights["lambda_local"])
     return {
         "baseline": Variant("baseline", "labels", levels=lv, temperature=t,
                             description="low-resolution student trained from labels only"),
@@ -126,11 +161,24 @@ def _variants(weights: Mapping[str, float]) -> dict[str, Variant]:
                          description="MLCAK: logits of both tasks + multilevel attention"),
         "hinton-kd": Variant("hinton-kd", "hinton", 1.0, 1.0, 0.0, lv, t,
                              description="classic temperature-scaled KL on both tasks (reference)"),
+        "multitask": Variant("multitask", "labels", levels=lv, temperature=t, lambda_local=lam,
+                             description="labels only + the local task (lesion map per token; notebook 06)"),
+        "mlcak-mt": Variant("mlcak-mt", "mse", a, b, g, lv, t, lambda_local=lam,
+                            description="the complete system: MLCAK distillation + the local task (notebook 06)"),
     }
 
 
-#: The variants of every results table, with the default-profile weights.
-VARIANTS: dict[str, Variant] = _variants(DEFAULT_WEIGHTS["default"])
+#: The distillation variants of notebook 05, in table order.
+DISTILL_VARIANTS: tuple[str, ...] = ("baseline", "output-kd", "attention-kd", "mlcak", "hinton-kd")
+#: The multi-task variants of notebook 06 (they need boxes), in table order.
+LOCAL_VARIANTS: tuple[str, ...] = ("multitask", "mlcak-mt")
+#: Every variant name, in table order.
+VARIANT_NAMES: tuple[str, ...] = DISTILL_VARIANTS + LOCAL_VARIANTS
+
+
+def variants(profile: str | None = None, **overrides) -> dict[str, Variant]:
+    """Every :class:`Variant` of the course with the profile's tuned weights (see :func:`get_variant`)."""
+    return {name: get_variant(name, profile, **overrides) for name in VARIANT_NAMES}
 
 
 def get_variant(name: str | Variant, profile: str | None = None, **overrides) -> Variant:
@@ -146,7 +194,7 @@ def get_variant(name: str | Variant, profile: str | None = None, **overrides) ->
         return name.with_weights(**overrides) if overrides else name
     from .config import get_profile
 
-    weights = dict(DEFAULT_WEIGHTS[get_profile(profile)])
+    weights = default_weights(get_profile(profile))
     unknown = set(overrides) - set(weights)
     if unknown:
         raise ValueError(f"unknown weight(s) {sorted(unknown)}; choose from {sorted(weights)}")
@@ -154,7 +202,7 @@ def get_variant(name: str | Variant, profile: str | None = None, **overrides) ->
     table = _variants(weights)
     key = str(name).strip().lower().replace("_", "-")
     if key not in table:
-        raise ValueError(f"Unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+        raise ValueError(f"Unknown variant {name!r}; choose from {', '.join(VARIANT_NAMES)}")
     return table[key]
 
 
@@ -503,6 +551,7 @@ def train_student(
     progress: bool | None = None,
     cache_dir=None,
     arch_overrides: Mapping[str, object] | None = None,
+    local_hidden: int | None = None,
     **weights,
 ):
     """Train (or load from the cache) one low-resolution student of ``variant``; returns ``(model, history, info)``.
@@ -513,7 +562,12 @@ def train_student(
     :func:`mlcak_lib.train.get_teacher` (its ``hash`` enters the student's cache key, so a new
     teacher means new students). ``data_desc`` describes the splits for the cache key (default:
     :func:`mlcak_lib.train.data_config` of the profile). ``weights`` override alpha/beta/gamma/levels/
-    temperature of the variant.
+    temperature/lambda_local of the variant.
+
+    Multi-task variants (``variant.uses_local``: ``multitask``, ``mlcak-mt``; notebook 06) get a
+    local head (:func:`mlcak_lib.localization.attach_local_head`, ``local_hidden`` units or linear)
+    and the objective ``LocalObjective(DistillObjective(variant), lambda_local)``; they need boxes
+    in the training split (:class:`mlcak_lib.localization.LocalTaskUnavailable` otherwise).
     """
     from . import train as _train
     from .config import get_profile
@@ -532,15 +586,27 @@ def train_student(
     arch = architecture(profile, **arch_overrides)
     train_split, val_split = splits["train"], splits.get("val")
     num_classes = len(train_split.class_names)
+    model_desc = {"resolution": resolution, "num_classes": num_classes, **arch}
+    if v.uses_local:
+        from .localization import LocalObjective, require_boxes
+
+        require_boxes(train_split)
+        objective = LocalObjective(objective, lambda_local=v.lambda_local, profile=profile)
+        model_desc["local_head"] = {"hidden": local_hidden}
     cfg_dict = {
         "data": dict(data_desc) if data_desc is not None else _train.data_config(profile),
-        "model": {"resolution": resolution, "num_classes": num_classes, **arch},
+        "model": model_desc,
         "train": cfg.as_dict(),
         "objective": objective.config(),
     }
 
     def build():
-        return build_student(resolution, num_classes, profile=profile, seed=seed, **arch_overrides)
+        model = build_student(resolution, num_classes, profile=profile, seed=seed, **arch_overrides)
+        if v.uses_local:
+            from .localization import attach_local_head
+
+            model = attach_local_head(model, hidden=local_hidden)
+        return model
 
     def fit(model):
         return _train.fit(model, train_split, val_split, objective, cfg, resolution=resolution, progress=progress,

@@ -27,7 +27,11 @@ cannot dominate. The joint objective of the course (:class:`LocalObjective`) is:
 
 where ``L_KD`` comes from :mod:`mlcak_lib.distill` unchanged (composition, not a copy), and
 ``lambda_local`` is chosen on the validation split by ``scripts/tune_local.py``
-(``results/tuning_local_val.csv``).
+(``results/tuning_local_val.csv``) and stored with the other tuned weights
+(:func:`mlcak_lib.distill.default_weights`). The multi-task variants ``multitask`` (labels +
+local task) and ``mlcak-mt`` (MLCAK + local task) are ordinary variants of
+:mod:`mlcak_lib.distill`, trained by :func:`mlcak_lib.distill.train_student` and run by the
+experiment runner like every other variant.
 
 **Localization metrics** (NumPy, pure functions; a *map* is a non-negative ``[g, g]`` array on
 the token grid: predicted lesion probabilities or a CLS-to-patch attention map):
@@ -91,12 +95,8 @@ __all__ = [
     "mass_in_boxes",
     "localization_report",
     "LocalObjective",
-    "DEFAULT_LAMBDA_LOCAL",
     "predict_local_maps",
     "attention_maps",
-    "LOCAL_VARIANTS",
-    "local_variant_base",
-    "train_local_student",
     "model_localization",
 ]
 
@@ -263,6 +263,9 @@ def has_boxes(dataset: Any) -> bool:
         return flag
     if callable(flag):
         return bool(flag())
+    boxes = getattr(dataset, "boxes", None)
+    if isinstance(boxes, (list, tuple)):  # an InMemorySplit: one entry per image when the source had boxes
+        return len(boxes) > 0 and len(boxes) == len(dataset)
     try:
         item = dataset[0]
     except (IndexError, KeyError, TypeError):
@@ -501,10 +504,6 @@ def localization_report(
 # The joint objective (plugs into train.fit; composes with distill's objectives)
 # --------------------------------------------------------------------------------------------
 
-#: lambda_local chosen on the validation split by ``scripts/tune_local.py`` (``results/tuning_local_val.csv``).
-DEFAULT_LAMBDA_LOCAL: dict[str, float] = {"default": 1.0, "full": 1.0}
-
-
 class LocalObjective(Objective):
     """``base + lambda_local * L_local``: adds the local task to any :class:`mlcak_lib.train.Objective`.
 
@@ -530,7 +529,11 @@ class LocalObjective(Objective):
         elif not isinstance(base, Objective):
             base = FunctionObjective(base)
         self.base = base
-        self.lambda_local = float(DEFAULT_LAMBDA_LOCAL[get_profile(profile)] if lambda_local is None else lambda_local)
+        if lambda_local is None:
+            from .distill import default_weights
+
+            lambda_local = default_weights(get_profile(profile))["lambda_local"]
+        self.lambda_local = float(lambda_local)
         self.image_size = int(image_size)
         self.targets: Tensor | None = None
         self.pos_weight: Tensor | None = None
@@ -616,97 +619,6 @@ def attention_maps(model: nn.Module, images: Tensor, kind: str = "rollout", batc
     finally:
         model.train(was)
     return torch.cat(out).numpy()
-
-
-# --------------------------------------------------------------------------------------------
-# Multi-task students: the local head on top of a distillation variant
-# --------------------------------------------------------------------------------------------
-
-#: The multi-task variants of notebook 06: name -> the :mod:`mlcak_lib.distill` variant they extend
-#: with the local head and ``lambda_local * L_local``.
-LOCAL_VARIANTS: dict[str, str] = {
-    "multitask": "baseline",   # labels only + local task
-    "mlcak-mt": "mlcak",       # the complete system: MLCAK distillation + local task
-}
-
-
-def local_variant_base(name: str) -> str | None:
-    """The distillation variant a multi-task variant extends (``None`` if ``name`` is not one).
-
-    Accepts the names of :data:`LOCAL_VARIANTS` (``_`` or ``-``) and ``"<distill variant>+local"``.
-    """
-    key = str(name).strip().lower().replace("_", "-")
-    if key in LOCAL_VARIANTS:
-        return LOCAL_VARIANTS[key]
-    if key.endswith("+local"):
-        return key[: -len("+local")]
-    return None
-
-
-def train_local_student(
-    name: str,
-    resolution: int,
-    splits: Mapping[str, Any],
-    teacher: nn.Module | None = None,
-    teacher_info: Mapping[str, Any] | None = None,
-    profile: str | None = None,
-    seed: int = 0,
-    config: Any = None,
-    data_desc: Mapping[str, Any] | None = None,
-    lambda_local: float | None = None,
-    hidden: int | None = None,
-    progress: bool | None = None,
-    cache_dir: Any = None,
-    **weights: float,
-):
-    """Train (or load from the cache) a multi-task student; returns ``(model, history, info)``.
-
-    The counterpart of :func:`mlcak_lib.distill.train_student` for :data:`LOCAL_VARIANTS`: the same
-    student architecture, training settings, teacher and data, plus a :class:`LocalHead`
-    (``attach_local_head``) and the objective ``LocalObjective(DistillObjective(base variant),
-    lambda_local)``. ``lambda_local`` defaults to :data:`DEFAULT_LAMBDA_LOCAL` of the profile;
-    ``weights`` override the base variant's alpha/beta/gamma/levels. The cache key holds the
-    whole objective configuration (base variant, weights, lambda, head).
-    """
-    from . import train as _train
-    from .config import get_profile
-    from .distill import DistillObjective, get_variant, student_training
-    from .models import architecture, build_student
-
-    base_name = local_variant_base(name)
-    if base_name is None:
-        raise ValueError(f"{name!r} is not a multi-task variant; choose from {', '.join(LOCAL_VARIANTS)} or '<variant>+local'")
-    profile = get_profile(profile)
-    key = str(name).strip().lower().replace("_", "-")
-    cfg = (config or student_training(profile)).replace(seed=seed)
-    base = get_variant(base_name, profile, **weights)
-    teacher_id = None
-    if base.uses_teacher:
-        if teacher is None:
-            raise ValueError(f"variant {key!r} needs a teacher")
-        teacher_id = str((teacher_info or {}).get("hash") or "unnamed-teacher")
-    objective = LocalObjective(DistillObjective(teacher, base, profile=profile, teacher_id=teacher_id),
-                               lambda_local=lambda_local, profile=profile)
-    train_split, val_split = splits["train"], splits.get("val")
-    if not getattr(train_split, "boxes", None):
-        raise LocalTaskUnavailable("no boxes: local task unavailable (the training split carries no boxes)")
-    num_classes = len(train_split.class_names)
-    arch = architecture(profile)
-    cfg_dict = {
-        "data": dict(data_desc) if data_desc is not None else _train.data_config(profile),
-        "model": {"resolution": resolution, "num_classes": num_classes, **arch, "local_head": {"hidden": hidden}},
-        "train": cfg.as_dict(),
-        "objective": objective.config(),
-    }
-
-    def build():
-        return attach_local_head(build_student(resolution, num_classes, profile=profile, seed=seed), hidden=hidden)
-
-    def fit(model):
-        return _train.fit(model, train_split, val_split, objective, cfg, resolution=resolution, progress=progress,
-                          desc=f"{key} @ {resolution}px")
-
-    return _train.load_or_train(f"student-{profile}-{key}-r{resolution}", cfg_dict, build, fit, cache_dir)
 
 
 def model_localization(

@@ -437,8 +437,27 @@ def fit(
 # Load-or-train cache
 # --------------------------------------------------------------------------------------------
 
-#: Modules that only present results: editing them does not invalidate cached models.
-_PRESENTATION_MODULES = {"viz", "widgets", "envinfo", "course", "cost", "__init__"}
+#: Modules that cannot change a model trained on the course's simulated data: presentation, the
+#: experiment runner (it calls the training code, it does not hold any), and the real-data path.
+#: Editing them does not invalidate cached models. The real-data code instead enters the cache key
+#: of real-data models through their data description (:func:`source_hash`, ``dataswitch``).
+_UNHASHED_MODULES = {"viz", "widgets", "envinfo", "course", "cost", "__init__", "runner", "reference", "manifest",
+                     "dicom", "dataswitch"}
+_UNHASHED_PACKAGES = {"realdata"}
+
+
+def source_hash(*names: str) -> str:
+    """10-hex-digit hash of the source of ``mlcak_lib`` modules or packages named relative to the
+    package (e.g. ``"dicom"``, ``"realdata"``)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in names:
+        target = root / name
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
+        for path in files:
+            h.update(path.relative_to(root).as_posix().encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:10]
 
 
 @functools.lru_cache(maxsize=1)
@@ -453,7 +472,8 @@ def code_fingerprint() -> str:
     root = Path(__file__).resolve().parent
     h = hashlib.sha256(__version__.encode())
     for path in sorted(root.rglob("*.py")):
-        if path.stem in _PRESENTATION_MODULES and path.parent == root:
+        rel = path.relative_to(root)
+        if (path.parent == root and path.stem in _UNHASHED_MODULES) or rel.parts[0] in _UNHASHED_PACKAGES:
             continue
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
@@ -561,16 +581,37 @@ def _split_sizes(profile: str, sizes: Mapping[str, int] | None) -> dict[str, int
     return {**SPLIT_SIZES[profile], **{k: int(v) for k, v in (sizes or {}).items()}}
 
 
-def data_config(profile: str | None = None, seed: int = 0, sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """The description of the course's simulated splits that enters cache keys (generator config, sizes, seed)."""
+def _real(dataset: str | None) -> str | None:
+    """The real dataset named by ``dataset`` / ``MLCAK_DATASET`` (the one switch), or ``None`` for the simulator."""
+    name = _config.get_dataset_name(dataset)
+    return None if name == "synth" else name
+
+
+def data_config(profile: str | None = None, seed: int = 0, sizes: Mapping[str, int] | None = None,
+                dataset: str | None = None) -> dict[str, Any]:
+    """The description of the course's splits that enters cache keys.
+
+    Simulator: generator config, sizes, seed. A real dataset (``dataset`` or ``MLCAK_DATASET``):
+    :func:`mlcak_lib.dataswitch.real_data_config` (name, data folder, sizes, adapter code).
+    """
     profile = _config.get_profile(profile)
+    real = _real(dataset)
+    if real is not None:
+        from .dataswitch import real_data_config
+
+        return real_data_config(real, sizes, seed=seed)
     sim = synth_config(profile)
     return {"dataset": "synth", "profile": profile, "seed": seed, "sizes": _split_sizes(profile, sizes),
             "synth_config": sim.to_dict(), "synth_hash": sim.config_hash()}
 
 
-def class_names(profile: str | None = None) -> list[str]:
-    """Finding names of the course's simulated data (MLCT order)."""
+def class_names(profile: str | None = None, dataset: str | None = None) -> list[str]:
+    """Finding names of the course's data (MLCT order): the simulator's, or the real dataset's."""
+    real = _real(dataset)
+    if real is not None:
+        from .dataswitch import real_class_names
+
+        return real_class_names(real)
     return list(synth_config(profile).classes)
 
 
@@ -580,19 +621,27 @@ def get_splits(
     seed: int = 0,
     splits: Sequence[str] = ("train", "val", "test"),
     sizes: Mapping[str, int] | None = None,
+    dataset: str | None = None,
 ) -> dict[str, InMemorySplit]:
-    """The course's simulated splits as :class:`InMemorySplit` holding the requested ``resolutions``.
+    """The course's splits as :class:`InMemorySplit` holding the requested ``resolutions``.
 
-    Images come from :class:`mlcak_lib.datasets.SynthCXRDataset` with its on-disk cache (so a
-    notebook run after another skips generation) and are memoised within the Python process:
-    asking again, or for another resolution of the same split, reuses the tensors already in
-    memory (low resolutions are area-resized from the 224-pixel images). ``sizes`` overrides the
-    profile's split sizes, e.g. ``{"train": 500}``.
+    Simulator (default): images come from :class:`mlcak_lib.datasets.SynthCXRDataset` with its
+    on-disk cache (so a notebook run after another skips generation) and are memoised within the
+    Python process: asking again, or for another resolution of the same split, reuses the tensors
+    already in memory (low resolutions are area-resized from the 224-pixel images). ``sizes``
+    overrides the profile's split sizes, e.g. ``{"train": 500}``.
+
+    ``dataset`` (else ``MLCAK_DATASET``; the one switch) selects a real dataset instead, read by
+    :func:`mlcak_lib.dataswitch.real_splits` with the same memoising and views.
     """
     from .datasets import SynthCXRDataset
-    from .resize import area_resize
 
     profile = _config.get_profile(profile)
+    real = _real(dataset)
+    if real is not None:
+        from .dataswitch import real_splits
+
+        return real_splits(real, resolutions, splits=splits, sizes=sizes, seed=seed, memo=_SPLIT_MEMO)
     all_sizes = _split_sizes(profile, sizes)
     wanted = sorted({int(r) for r in resolutions})
     out = {}
@@ -602,13 +651,23 @@ def get_splits(
         if key not in _SPLIT_MEMO:
             ds = SynthCXRDataset(split, resolutions=(), profile=profile, size=all_sizes[split], seed=seed, config=sim, cache=True)
             _SPLIT_MEMO[key] = materialize(ds, [ds.image_size], name=split)
-        full = _SPLIT_MEMO[key]
-        hr = max(full.images)
-        for r in wanted:
-            if r not in full.images:
-                full.images[r] = area_resize(full.images[hr], r).float().contiguous()
-        out[split] = replace(full, images={r: full.images[r] for r in wanted})
+        out[split] = with_views(_SPLIT_MEMO[key], wanted)
     return out
+
+
+def with_views(full: InMemorySplit, resolutions: Sequence[int]) -> InMemorySplit:
+    """``full`` restricted to ``resolutions``; missing low resolutions are area-resized from the
+    highest one and kept in ``full`` for the next call."""
+    from .resize import area_resize
+
+    hr = max(full.images)
+    wanted = sorted({int(r) for r in resolutions})
+    for r in wanted:
+        if r not in full.images:
+            if r > hr:
+                raise ValueError(f"resolution {r} is above the split's images ({hr} px)")
+            full.images[r] = area_resize(full.images[hr], r).float().contiguous()
+    return replace(full, images={r: full.images[r] for r in wanted})
 
 
 def get_teacher(
@@ -619,6 +678,7 @@ def get_teacher(
     progress: bool | None = None,
     cache_dir: str | os.PathLike | None = None,
     load_only: bool = False,
+    dataset: str | None = None,
     **arch_overrides: Any,
 ) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
     """The course's high-resolution multi-task teacher, trained once and shared by notebooks 04-06.
@@ -627,17 +687,19 @@ def get_teacher(
     seed and code exists; otherwise generates the data (:func:`get_splits`), trains with
     :func:`fit` (supervised objective, early stopping on the validation split) and caches it.
     Returns ``(model, history, info)`` as :func:`load_or_train` does; ``load_only=True`` raises
-    :class:`CacheMiss` instead of training.
+    :class:`CacheMiss` instead of training. ``dataset`` (else ``MLCAK_DATASET``) trains it on a
+    real dataset instead of the simulator (cached under ``teacher-<profile>-<dataset>``).
     """
     from .models import TEACHER_RESOLUTION, architecture, build_teacher
 
     profile = _config.get_profile(profile)
+    real = _real(dataset)
     cfg = (config or TEACHER_TRAINING[profile]).replace(seed=seed)
     arch = architecture(profile, **arch_overrides)
     objective = SupervisedObjective()
-    names = class_names(profile)
+    names = class_names(profile, real)
     cfg_dict = {
-        "data": data_config(profile, seed, sizes),
+        "data": data_config(profile, seed, sizes, real),
         "model": {"resolution": TEACHER_RESOLUTION, "num_classes": len(names), **arch},
         "train": cfg.as_dict(),
         "objective": objective.config(),
@@ -647,9 +709,9 @@ def get_teacher(
         return build_teacher(len(names), profile=profile, seed=seed, **arch_overrides)
 
     def train(model):
-        data = get_splits((TEACHER_RESOLUTION,), profile=profile, seed=seed, splits=("train", "val"), sizes=sizes)
+        data = get_splits((TEACHER_RESOLUTION,), profile=profile, seed=seed, splits=("train", "val"), sizes=sizes,
+                          dataset=real)
         return fit(model, data["train"], data["val"], objective, cfg, progress=progress, desc="teacher")
 
-    if load_only:
-        return load_or_train(f"teacher-{profile}", cfg_dict, build, train, cache_dir, load_only=True)
-    return load_or_train(f"teacher-{profile}", cfg_dict, build, train, cache_dir)
+    name = f"teacher-{profile}" if real is None else f"teacher-{profile}-{real}"
+    return load_or_train(name, cfg_dict, build, train, cache_dir, load_only=load_only)

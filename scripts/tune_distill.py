@@ -13,8 +13,9 @@ averaged over the seeds (default: one seed, to fit the CPU budget -- differences
 3. (optional, ``--stages 1 2 3``) alpha = beta in OUTPUT_WEIGHTS at the best gamma and levels.
 
 Every run goes through the model cache (``train.load_or_train``), so rerunning the script, or
-running the grid afterwards with the chosen weights, reuses finished students. The chosen values
-are written into ``mlcak_lib.distill.DEFAULT_WEIGHTS`` by hand (with a pointer to this file).
+running the grid afterwards with the chosen weights, reuses finished students. ``--write`` stores
+the chosen values in ``mlcak_lib/data/tuned_weights.json`` (:func:`mlcak_lib.distill.write_tuned_weights`),
+where :func:`mlcak_lib.distill.default_weights` reads them.
 """
 
 from __future__ import annotations
@@ -39,16 +40,23 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--out", default=None, help="CSV path (default results/tuning_val.csv in the checkout)")
     p.add_argument("--stages", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--gammas", nargs="+", type=float, default=list(GAMMAS))
+    p.add_argument("--write", action="store_true", help="store the chosen weights in the tuned-weights file")
     args = p.parse_args(argv)
     profile = get_profile(args.profile)
     out = Path(args.out) if args.out else (repo_root() or Path.cwd()) / "results" / "tuning_val.csv"
     teacher, _, tinfo = train.get_teacher(profile, seed=0)
-    best = tune(profile, teacher, tinfo, args.resolution, args.seeds, out, args.stages)
+    best = tune(profile, teacher, tinfo, args.resolution, args.seeds, out, args.stages, args.gammas)
     print(f"chosen on the validation split: {best}", flush=True)
+    if args.write:
+        from mlcak_lib.distill import write_tuned_weights
+
+        write_tuned_weights(profile, **best)
+        print("written to mlcak_lib/data/tuned_weights.json", flush=True)
     return 0
 
 
-def tune(profile, teacher, tinfo, r: int = 28, seeds=(0,), out: Path | None = None, stages=(1, 2)) -> dict:
+def tune(profile, teacher, tinfo, r: int = 28, seeds=(0,), out: Path | None = None, stages=(1, 2), gammas=GAMMAS) -> dict:
     """Run the staged search (module docstring); write ``out``; return the chosen weights."""
     import pandas as pd
     import torch
@@ -83,10 +91,10 @@ def tune(profile, teacher, tinfo, r: int = 28, seeds=(0,), out: Path | None = No
         print(f"  {stage}: {weights} -> val score {mean:.4f}", flush=True)
         return mean
 
-    best = {"alpha": 1.0, "beta": 1.0, "gamma": 1000.0, "levels": 2}
+    best = {"alpha": 1.0, "beta": 1.0, "gamma": float(max(gammas)), "levels": 2}
     if 1 in stages:
         print("stage 1: gamma", flush=True)
-        res = {g: evaluate("gamma", alpha=1.0, beta=1.0, gamma=g, levels=2) for g in GAMMAS}
+        res = {g: evaluate("gamma", alpha=1.0, beta=1.0, gamma=g, levels=2) for g in gammas}
         best["gamma"] = max((g for g in res if g > 0), key=res.get)
     if 2 in stages:
         print("stage 2: levels", flush=True)

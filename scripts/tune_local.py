@@ -11,8 +11,8 @@ local head (any-lesion channel) is recorded too, to show what the local task its
 
 Rule: the chosen lambda is the positive value with the best mean validation score (the local
 task is the object of notebook 06, so it is kept on even when it does not help; the notebook
-then reports whether it helps). The same lambda is used for ``mlcak-mt``. The value is written
-into ``mlcak_lib.localization.DEFAULT_LAMBDA_LOCAL`` by hand, with a pointer to this file.
+then reports whether it helps). The same lambda is used for ``mlcak-mt``. ``--write`` stores it
+in ``mlcak_lib/data/tuned_weights.json`` (:func:`mlcak_lib.distill.write_tuned_weights`).
 Every run goes through the model cache (``train.load_or_train``).
 """
 
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     from mlcak_lib import localization as loc
     from mlcak_lib import runner, train
     from mlcak_lib.config import get_profile, repo_root
-    from mlcak_lib.distill import student_training, train_student
+    from mlcak_lib.distill import student_training, train_student, write_tuned_weights
     from mlcak_lib.models import TEACHER_RESOLUTION
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--lambdas", nargs="+", type=float, default=list(LAMBDAS))
     p.add_argument("--out", default=None, help="CSV path (default results/tuning_local_val.csv in the checkout)")
+    p.add_argument("--write", action="store_true", help="store the chosen lambda_local in the tuned-weights file")
     args = p.parse_args(argv)
     profile = get_profile(args.profile)
     out = Path(args.out) if args.out else (repo_root() or Path.cwd()) / "results" / "tuning_local_val.csv"
@@ -60,9 +61,8 @@ def main(argv=None) -> int:
                                                      data_desc=data_desc, progress=False)
                 token_auc = float("nan")
             else:
-                model, history, info = loc.train_local_student("multitask", r, splits, profile=profile, seed=seed,
-                                                               config=cfg, data_desc=data_desc, lambda_local=lam,
-                                                               progress=False)
+                model, history, info = train_student("multitask", r, splits, profile=profile, seed=seed, config=cfg,
+                                                     data_desc=data_desc, lambda_local=lam, progress=False)
                 maps = loc.predict_local_maps(model, val.images[r])[:, -1]
                 tgt = torch.stack([loc.local_targets(b, l, TEACHER_RESOLUTION, model.grid, len(val.class_names))[-1]
                                    for b, l in zip(val.boxes, val.box_labels)])
@@ -84,6 +84,9 @@ def main(argv=None) -> int:
     if len(means):
         print(f"chosen lambda_local = {means.idxmax():g} (mean val score {means.max():.4f}); "
               f"baseline (lambda 0): {df[df.lambda_local == 0]['val_score'].mean():.4f}")
+        if args.write:
+            write_tuned_weights(profile, lambda_local=float(means.idxmax()))
+            print("written to mlcak_lib/data/tuned_weights.json", flush=True)
     return 0
 
 

@@ -7,7 +7,7 @@ import torch
 
 from mlcak_lib import distill
 from mlcak_lib.distill import (
-    VARIANTS,
+    VARIANT_NAMES,
     DistillObjective,
     attention_kd_loss,
     get_variant,
@@ -166,14 +166,29 @@ def test_baseline_is_the_supervised_loss(teacher):
 
 
 def test_variants_registry_and_unknown_variant():
-    assert set(VARIANTS) == {"baseline", "output-kd", "attention-kd", "mlcak", "hinton-kd"}
-    assert VARIANTS["output-kd"].gamma == 0 and VARIANTS["attention-kd"].alpha == VARIANTS["attention-kd"].beta == 0
+    table = distill.variants("default")
+    assert list(table) == list(VARIANT_NAMES)
+    assert set(VARIANT_NAMES) == {"baseline", "output-kd", "attention-kd", "mlcak", "hinton-kd", "multitask", "mlcak-mt"}
+    assert table["output-kd"].gamma == 0 and table["attention-kd"].alpha == table["attention-kd"].beta == 0
+    assert [n for n in VARIANT_NAMES if table[n].uses_local] == ["multitask", "mlcak-mt"]
+    assert not table["multitask"].uses_teacher and table["mlcak-mt"].gamma == table["mlcak"].gamma > 0
     assert get_variant("MLCAK").name == "mlcak" and get_variant("output_kd").name == "output-kd"
     with pytest.raises(ValueError, match="Unknown variant 'fitnet'"):
         get_variant("fitnet")
     with pytest.raises(ValueError, match="needs a teacher"):
         DistillObjective(None, "mlcak")
-    assert math.isfinite(distill.DEFAULT_WEIGHTS["default"]["gamma"])
+    assert math.isfinite(distill.default_weights("default")["gamma"])
+
+
+def test_tuned_weights_file_round_trip(tmp_path, monkeypatch):
+    path = tmp_path / "tuned.json"
+    path.write_text(distill.TUNED_WEIGHTS_FILE.read_text())
+    monkeypatch.setattr(distill, "TUNED_WEIGHTS_FILE", path)
+    distill.write_tuned_weights("default", gamma=123.0, levels=3)
+    assert distill.default_weights("default")["gamma"] == 123.0 and distill.default_weights("default")["levels"] == 3
+    assert get_variant("mlcak", "default").gamma == 123.0 and get_variant("output-kd", "default").gamma == 0
+    with pytest.raises(ValueError, match="unknown weight"):
+        distill.write_tuned_weights("default", delta=1.0)
 
 
 def test_weight_overrides_only_touch_the_terms_a_variant_uses():
