@@ -45,7 +45,14 @@ import numpy as np
 
 #: Headline metrics, in table order: column name -> label.
 METRICS: dict[str, str] = {"mcct_auroc": "MCCT AUROC", "mlct_macro_auroc": "MLCT macro AUROC"}
+#: The grid's default variants: notebook 05's distillation variants (``distill.DISTILL_VARIANTS``).
+#: The multi-task variants of notebook 06 (``multitask``, ``mlcak-mt``) run when named.
 DEFAULT_VARIANTS: tuple[str, ...] = ("baseline", "output-kd", "attention-kd", "mlcak", "hinton-kd")
+#: Every variant in table order (``distill.VARIANT_NAMES``).
+ALL_VARIANTS: tuple[str, ...] = DEFAULT_VARIANTS + ("multitask", "mlcak-mt")
+#: Localization maps in the CSV: column prefix -> ``model_localization`` map name.
+LOC_MAPS: dict[str, str] = {"rollout": "attention:rollout", "local": "local-head"}
+LOC_METRICS: tuple[str, ...] = ("token_auroc", "pointing", "iou", "mass_in_box")
 DEFAULT_RESOLUTIONS: tuple[int, ...] = (112, 56, 28)
 TEACHER_MODES: tuple[str, ...] = ("load-or-train", "load-only")
 
@@ -143,70 +150,64 @@ def check_resolutions(resolutions: Sequence[int], profile: str | None = None, ar
 # Teacher and data
 # --------------------------------------------------------------------------------------------
 
-def _teacher(profile: str, mode: str, sizes, teacher_cfg, progress: bool):
-    """The course teacher; in ``load-only`` mode a missing cache entry is a :class:`RunnerError`."""
+def _teacher(profile: str, mode: str, sizes, teacher_cfg, progress: bool, dataset: str = "synth"):
+    """The course teacher for the dataset of the switch; in ``load-only`` mode a missing cache entry is a
+    :class:`RunnerError`."""
     from . import train
 
     if mode not in TEACHER_MODES:
         raise RunnerError(f"unknown teacher mode {mode!r}; choose one of {', '.join(TEACHER_MODES)}")
     try:
         return train.get_teacher(profile, seed=0, config=teacher_cfg, sizes=sizes, progress=progress,
-                                 load_only=(mode == "load-only"))
+                                 load_only=(mode == "load-only"), dataset=dataset)
     except train.CacheMiss:
-        raise RunnerError(f"no cached teacher for profile {profile!r} (--teacher-mode load-only); run notebook 04 "
-                          "or this runner with --teacher-mode load-or-train first") from None
+        where = "run notebook 04 or " if dataset == "synth" else ""
+        raise RunnerError(f"no cached teacher for profile {profile!r}, dataset {dataset!r} (--teacher-mode load-only); "
+                          f"{where}run this runner with --teacher-mode load-or-train first") from None
 
 
-def _real_data_and_teacher(dataset: str, profile: str, resolutions: Sequence[int], sizes, mode: str, teacher_cfg,
-                           progress: bool):
-    """Splits, data description and teacher for a real dataset of the switch (VinDr-CXR, MedMNIST+, folder).
-
-    TODO(integrator): ``train.get_splits`` / ``train.get_teacher`` serve the simulator only; once they
-    take a dataset name this function reduces to calling them.
-    """
-    from . import train
-    from .config import data_root
-    from .dataswitch import make_dataset
-    from .models import TEACHER_RESOLUTION, architecture, build_teacher
-
-    splits = {}
-    for split in ("train", "val", "test"):
-        kw = {"size": int(sizes[split])} if sizes else {}
-        ds = make_dataset(split, resolutions=tuple(resolutions), name=dataset, profile=profile, **kw)
-        splits[split] = train.materialize(ds, [TEACHER_RESOLUTION, *resolutions], name=split)
-    desc = {"dataset": dataset, "root": str(data_root()), "sizes": {k: len(v) for k, v in splits.items()},
-            "views": "area_resize(image, r)"}
-    cfg = (teacher_cfg or train.TEACHER_TRAINING[profile]).replace(seed=0)
-    objective = train.SupervisedObjective()
-    n_classes = len(splits["train"].class_names)
-    cfg_dict = {"data": desc, "model": {"resolution": TEACHER_RESOLUTION, "num_classes": n_classes, **architecture(profile)},
-                "train": cfg.as_dict(), "objective": objective.config()}
-    try:
-        teacher, _, info = train.load_or_train(
-            f"teacher-{profile}-{dataset}", cfg_dict, lambda: build_teacher(n_classes, profile=profile, seed=0),
-            lambda m: train.fit(m, splits["train"], splits["val"], objective, cfg, progress=progress, desc="teacher"),
-            load_only=(mode == "load-only"))
-    except train.CacheMiss:
-        raise RunnerError(f"no cached teacher for dataset {dataset!r}, profile {profile!r} (--teacher-mode load-only); "
-                          "run with --teacher-mode load-or-train first") from None
-    return splits, desc, teacher, info
-
-
-def student_data_desc(profile: str | None = None, sizes: Mapping[str, int] | None = None) -> dict:
+def student_data_desc(profile: str | None = None, sizes: Mapping[str, int] | None = None,
+                      dataset: str | None = None) -> dict:
     """The description of the students' data (``train.get_splits``: 224 px images and their
     area-resized views) that enters students' cache keys; shared by the runner,
-    ``scripts/tune_distill.py``, ``scripts/data_regime.py`` and notebook 05, so they reuse each
-    other's students."""
+    ``scripts/tune_distill.py``, ``scripts/data_regime.py`` and notebooks 05-06, so they reuse each
+    other's students. ``dataset``: the switch (default ``MLCAK_DATASET``, else the simulator)."""
     from . import train
 
-    return {**train.data_config(profile, 0, sizes), "views": "area_resize(image, r)"}
+    return {**train.data_config(profile, 0, sizes, dataset), "views": "area_resize(image, r)"}
+
+
+def flat_localization(model, split, resolution: int) -> dict[str, Any]:
+    """Localization metrics (any-lesion channel) as flat columns ``loc_<map>_<metric>[<stratum>]``.
+
+    Maps: ``rollout`` (class-token attention rollout, every model) and ``local`` (the local head,
+    multi-task students only); metrics of :func:`mlcak_lib.localization.localization_report`;
+    strata ``all`` and the lesion-size bins. Empty when the split has no boxes.
+    """
+    from .localization import has_boxes, model_localization
+
+    if not has_boxes(split):
+        return {}
+    df = model_localization(model, split, resolution, attention=("rollout",))
+    df = df[df["channel"] == "any"]
+    row: dict[str, Any] = {}
+    for prefix, name in LOC_MAPS.items():
+        sub = df[df["map"] == name]
+        for _, r in sub.iterrows():
+            row[f"loc_{prefix}_{r['metric']}[{r['stratum']}]"] = float(r["value"])
+    return row
 
 
 def flat_metrics(model, split, resolution: int) -> dict[str, Any]:
-    """Test metrics as flat columns: headline AUROCs, per-class AUROC, macro AUROC per size bin."""
+    """Test metrics as flat columns: headline AUROCs, per-class AUROC, macro AUROC per size bin,
+    and the localization metrics (:func:`flat_localization`)."""
+    import warnings
+
     from .metrics import SIZE_BINS, evaluate
 
-    res = evaluate(model, split, resolution)
+    with warnings.catch_warnings():  # a class without positives in a small real split: NaN, reported as such
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        res = evaluate(model, split, resolution)
     row: dict[str, Any] = {"mcct_auroc": res["mcct_auroc"], "mlct_macro_auroc": res["mlct_macro_auroc"], "score": res["score"]}
     for name, value in res["mlct_auroc"].items():
         row[f"auroc[{name}]"] = value
@@ -216,6 +217,7 @@ def flat_metrics(model, split, resolution: int) -> dict[str, Any]:
         values = np.asarray(values, dtype=float)
         values = values[~np.isnan(values)]
         row[f"auroc_size[{label}]"] = float(values.mean()) if len(values) else float("nan")
+    row.update(flat_localization(model, split, resolution))
     return row
 
 
@@ -243,7 +245,7 @@ def run_grid(
     seed, then variant. The CSV is rewritten after every run, so an interrupted grid keeps what it
     finished. ``weights`` overrides the tuned alpha/beta/gamma/levels/temperature (each variant
     takes the ones it uses, see ``distill.get_variant``).
-    ``teacher``: an already loaded ``(model, info)`` from ``train.get_teacher`` (simulator only).
+    ``teacher``: an already loaded ``(model, info)`` from ``train.get_teacher`` for the same dataset.
     """
     import pandas as pd
     import torch
@@ -287,16 +289,19 @@ def run_grid(
         f"resolutions={','.join(map(str, resolutions))} seeds={','.join(map(str, seeds))}")
     t0 = time.perf_counter()
     given = teacher is not None
-    if dataset_name == "synth":
-        if given:
-            teacher, teacher_info = teacher
-        else:
-            teacher, _, teacher_info = _teacher(profile, teacher_mode, sizes, teacher_cfg, progress)
-        splits = train.get_splits((TEACHER_RESOLUTION, *resolutions), profile=profile, seed=0, sizes=sizes)
-        data_desc = student_data_desc(profile, sizes)
+    if given:
+        teacher, teacher_info = teacher
     else:
-        splits, data_desc, teacher, teacher_info = _real_data_and_teacher(
-            dataset_name, profile, resolutions, sizes, teacher_mode, teacher_cfg, progress)
+        teacher, _, teacher_info = _teacher(profile, teacher_mode, sizes, teacher_cfg, progress, dataset_name)
+    splits = train.get_splits((TEACHER_RESOLUTION, *resolutions), profile=profile, seed=0, sizes=sizes,
+                              dataset=dataset_name)
+    data_desc = student_data_desc(profile, sizes, dataset_name)
+    if any(get_variant(v, profile).uses_local for v in variants):
+        from .localization import has_boxes
+
+        if not has_boxes(splits["train"]):
+            raise RunnerError(f"dataset {dataset_name!r} has no lesion boxes: the multi-task variants "
+                              f"({', '.join(v for v in variants if get_variant(v, profile).uses_local)}) need them")
     how = "given by the caller" if given else ("loaded from cache" if teacher_info["cache_hit"] else "trained")
     say(f"[runner] teacher {how} ({teacher_info['hash']}, {time.perf_counter() - t0:.0f} s)")
 
@@ -331,6 +336,7 @@ def run_grid(
                      "alpha": variant.alpha, "beta": variant.beta, "gamma": variant.gamma,
                      "levels": variant.levels if variant.uses_attention else None,
                      "temperature": variant.temperature if variant.kind == "hinton" else None,
+                     "lambda_local": variant.lambda_local if variant.uses_local else None,
                      "epochs": len(history), "best_epoch": best, "config_hash": info["hash"], "cache_hit": info["cache_hit"],
                      "train_seconds": info.get("train_seconds"), **common, "wall_seconds": time.perf_counter() - t0})
         bar.set_postfix(mcct=f"{metrics['mcct_auroc']:.3f}", mlct=f"{metrics['mlct_macro_auroc']:.3f}", refresh=False)
@@ -390,7 +396,7 @@ def summarize(csv) -> "pd.DataFrame":  # noqa: F821
     import pandas as pd
 
     df = pd.read_csv(csv) if not isinstance(csv, pd.DataFrame) else csv.copy()
-    cols = [c for c in df.columns if "auroc" in c and not c.startswith("teacher_")]
+    cols = [c for c in df.columns if ("auroc" in c or c.startswith("loc_")) and not c.startswith("teacher_")]
     g = df.groupby(["variant", "resolution"], sort=False)
     table = g[cols].agg(["mean", "std"])
     table.columns = [f"{c}_{stat}" for c, stat in table.columns]
@@ -405,7 +411,7 @@ def summarize(csv) -> "pd.DataFrame":  # noqa: F821
             if row["variant"] != "teacher" else float("nan")
             for _, row in table.iterrows()
         ]
-    order = {v: i for i, v in enumerate(["teacher", *DEFAULT_VARIANTS])}
+    order = {v: i for i, v in enumerate(["teacher", *ALL_VARIANTS])}
     table["_o"] = table["variant"].map(lambda v: order.get(v, len(order)))
     table = table.sort_values(["_o", "resolution"], ascending=[True, False]).drop(columns="_o").reset_index(drop=True)
     return table
@@ -450,13 +456,12 @@ def plot_grid(table, path: str | os.PathLike | None = None, title: str | None = 
     for ax, (metric, label) in zip(axes, METRICS.items()):
         for k, v in enumerate(variants):
             sub = students[students["variant"] == v].sort_values("resolution")
-            offset = (k - (len(variants) - 1) / 2) * 0.02
-            x = np.asarray(sub["resolution"], dtype=float) * (1 + offset)
+            offset = (k - (len(variants) - 1) / 2) * 0.04
+            x = np.log2(np.asarray(sub["resolution"], dtype=float)) + offset  # log2 axis drawn linearly: NaN-safe
             ax.errorbar(x, sub[f"{metric}_mean"], yerr=sub[f"{metric}_std"].fillna(0), marker="o", capsize=3, label=v)
-        if len(teacher):
+        if len(teacher) and np.isfinite(float(teacher[f"{metric}_mean"].iloc[0])):
             ax.axhline(float(teacher[f"{metric}_mean"].iloc[0]), color="k", ls="--", lw=1, label="teacher (224 px)")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(resolutions)
+        ax.set_xticks(np.log2(np.asarray(resolutions, dtype=float)))
         ax.set_xticklabels([str(r) for r in resolutions])
         ax.set_xlabel("student input resolution (px)")
         ax.set_ylabel(f"test {label}")
@@ -481,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlcak-run", description="Run the MLCAK grid (variants x resolutions x seeds) "
                                 "and write a results CSV, figure and markdown table.")
     p.add_argument("--profile", default=None, help="default or full (default: $MLCAK_PROFILE or 'default')")
-    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), help=f"any of {', '.join(DEFAULT_VARIANTS)}")
+    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), help=f"any of {', '.join(ALL_VARIANTS)} (default: the first five)")
     p.add_argument("--resolutions", nargs="+", type=int, default=list(DEFAULT_RESOLUTIONS), help="student resolutions in px")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="student seeds (init + batch order)")
     p.add_argument("--dataset", default=None, help="the one dataset switch (default: $MLCAK_DATASET or 'synth')")

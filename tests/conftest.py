@@ -17,6 +17,7 @@ def pytest_configure(config):
     if "MLCAK_TEST_KEEP_CACHE" not in os.environ:
         os.environ["MLCAK_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlcak-test-cache-")
     os.environ.setdefault("MLCAK_PROFILE", "default")
+    os.environ.pop("MLCAK_DATASET", None)  # the course's own data unless a test sets the switch itself
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
