@@ -216,3 +216,42 @@ def test_local_objective_trains_a_tiny_student_with_train_fit():
     # a model without a local head is refused by the objective
     with pytest.raises(ValueError, match="local head"):
         loc.LocalObjective().setup(build_student(28, c, seed=0, embed_dim=24, depth=1, num_heads=2), split)
+
+
+def test_multitask_variants_train_through_distill_train_student(tmp_path):
+    """``multitask`` / ``mlcak-mt`` are ordinary variants: a local head, the local loss, their own cache key."""
+    from dataclasses import replace
+
+    from mlcak_lib import distill
+    from mlcak_lib.models import build_teacher
+    from mlcak_lib.train import InMemorySplit, TrainConfig
+
+    n, c = 12, 3
+    g = torch.Generator().manual_seed(1)
+    boxes = [torch.tensor([[40.0, 40.0, 120.0, 120.0]]) if i % 2 else torch.zeros(0, 4) for i in range(n)]
+    labels = [torch.tensor([i % c]) if i % 2 else torch.zeros(0, dtype=torch.long) for i in range(n)]
+    mm = [torch.tensor([25.0]) if i % 2 else torch.zeros(0) for i in range(n)]
+    mlct = torch.zeros(n, c)
+    for i, lab in enumerate(labels):
+        mlct[i, lab] = 1.0
+    hr = torch.rand(n, 1, 224, 224, generator=g)
+    split = InMemorySplit({224: hr, 28: torch.nn.functional.avg_pool2d(hr, 8)}, mlct, (mlct.sum(1) > 0).long(),
+                          ["a", "b", "c"], boxes, labels, mm, "train")
+    arch = {"embed_dim": 24, "depth": 2, "num_heads": 2}
+    teacher = build_teacher(c, seed=0, **arch).eval()
+    cfg = TrainConfig(epochs=1, batch_size=6, patience=None)
+    kw = dict(profile="default", config=cfg, data_desc={"test": "tiny"}, progress=False, cache_dir=tmp_path,
+              arch_overrides=arch)
+    splits = {"train": split, "val": split}
+    mt, history, info = distill.train_student("multitask", 28, splits, **kw)
+    assert mt.local_head is not None and "train_local" in history[0]
+    full, history_full, info_full = distill.train_student("mlcak-mt", 28, splits, teacher, {"hash": "t"}, **kw)
+    assert full.local_head is not None and "train_attn_kd" in history_full[0] and "train_local" in history_full[0]
+    plain, _, info_plain = distill.train_student("baseline", 28, splits, **kw)
+    assert plain.local_head is None
+    assert len({info["hash"], info_full["hash"], info_plain["hash"]}) == 3
+    _, _, again = distill.train_student("multitask", 28, splits, **kw)
+    assert again["cache_hit"] and again["hash"] == info["hash"]
+    no_boxes = {k: replace(v, boxes=[], box_labels=[], box_mm=[]) for k, v in splits.items()}
+    with pytest.raises(loc.LocalTaskUnavailable, match="local task unavailable"):
+        distill.train_student("multitask", 28, no_boxes, **kw)

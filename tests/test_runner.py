@@ -34,6 +34,9 @@ def test_tiny_grid_writes_tidy_csv_figure_and_table(tiny_grid):
                 "auroc_size[< 10 mm]", "auroc_size[>= 20 mm]"):
         assert col in df.columns, col
     assert any(c.startswith("auroc[") for c in df.columns)
+    # localization of every model (attention rollout; no local head in these variants)
+    assert df["loc_rollout_pointing[all]"].between(0, 1).all() and "loc_rollout_mass_in_box[< 10 mm]" in df.columns
+    assert not any(c.startswith("loc_local_") for c in df.columns)
     values = df["mcct_auroc"].to_numpy(dtype=float)
     assert np.all((values >= 0) & (values <= 1))
     assert students["config_hash"].nunique() == 2  # every run has its own configuration
