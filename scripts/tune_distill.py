@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-GAMMAS = (0.0, 300.0, 1000.0, 3000.0)
+GAMMAS = (0.0, 30.0, 100.0, 300.0, 1000.0)
 LEVELS = (1, 2, 4)
 OUTPUT_WEIGHTS = (0.3, 1.0, 3.0)
 

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-LAMBDAS = (0.0, 0.3, 1.0, 3.0)
+LAMBDAS = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0)  # extended until the best value lay inside the range
 
 
 def main(argv=None) -> int:

@@ -54,25 +54,24 @@ def test_runner_tiny_grid_on_real_data(layout):
     assert (out / "grid_default-tiny.png").stat().st_size > 1000
 
 
-def test_runner_rejects_the_local_task_without_boxes(tmp_path, monkeypatch, capsys):
-    root = make_medmnist(tmp_path / "mm", "chestmnist", sizes=(28, 224))
+def _run_on_medmnist(tmp_path, monkeypatch, capsys, sizes, variant):
+    """The runner's tiny grid on MedMNIST+ fixture files of ``sizes``: (exit status, stderr)."""
+    root = make_medmnist(tmp_path / "mm", "chestmnist", sizes=sizes)
     monkeypatch.setenv("MLCAK_DATA_ROOT", str(root))
     monkeypatch.setenv("MLCAK_CACHE_DIR", str(tmp_path / "cache"))
     train._SPLIT_MEMO.clear()
     rc = runner.main(["--tiny", "--quiet", "--dataset", "chestmnist", "--resolutions", "28", "--seeds", "0",
-                      "--variants", "multitask", "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err
+                      "--variants", variant, "--out", str(tmp_path / "out")])
+    return rc, capsys.readouterr().err
+
+
+def test_runner_rejects_the_local_task_without_boxes(tmp_path, monkeypatch, capsys):
+    rc, err = _run_on_medmnist(tmp_path, monkeypatch, capsys, (28, 224), "multitask")
     assert rc == 2 and "has no lesion boxes" in err and "multitask" in err and "Traceback" not in err
 
 
 def test_runner_says_which_file_medmnist_lacks(tmp_path, monkeypatch, capsys):
-    root = make_medmnist(tmp_path / "mm", "chestmnist", sizes=(28, 64))  # no 224 px file: no teacher
-    monkeypatch.setenv("MLCAK_DATA_ROOT", str(root))
-    monkeypatch.setenv("MLCAK_CACHE_DIR", str(tmp_path / "cache"))
-    train._SPLIT_MEMO.clear()
-    rc = runner.main(["--tiny", "--quiet", "--dataset", "chestmnist", "--resolutions", "28", "--seeds", "0",
-                      "--variants", "baseline", "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err
+    rc, err = _run_on_medmnist(tmp_path, monkeypatch, capsys, (28, 64), "baseline")  # no 224 px file: no teacher
     assert rc == 1 and "64-px images" in err and "chestmnist_224.npz" in err and "Traceback" not in err
 
 
