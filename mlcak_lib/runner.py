@@ -441,6 +441,17 @@ def markdown_table(table, title: str | None = None) -> str:
                      + " | ".join(size) + " |")
     lines += ["", "Gap recovered = (AUROC_student − AUROC_baseline) / (AUROC_teacher − AUROC_baseline), "
               "on means over seeds at the same resolution. Size columns: MLCT macro AUROC per lesion-size bin.", ""]
+    loc_cols = [("rollout", "pointing"), ("rollout", "mass_in_box"), ("local", "token_auroc"), ("local", "pointing")]
+    if any(f"loc_{m}_{k}[all]_mean" in table.columns for m, k in loc_cols):
+        lines += ["## Localization (any lesion, test split)", "",
+                  "| variant | px | attention: pointing | attention: mass in boxes | local head: token AUROC | local head: pointing |",
+                  "|---|---:|---|---|---|---|"]
+        for _, row in table.iterrows():
+            cells = [_pm(row.get(f"loc_{m}_{k}[all]_mean", np.nan), row.get(f"loc_{m}_{k}[all]_std", np.nan))
+                     for m, k in loc_cols]
+            lines.append(f"| {row['variant']} | {row['resolution']} | " + " | ".join(cells) + " |")
+        lines += ["", "Attention: class-token attention rollout on the 7×7 token grid; local head: the any-lesion map "
+                  "of the multi-task students. Pointing game with a one-token tolerance (notebook 06).", ""]
     return "\n".join(lines)
 
 
