@@ -32,7 +32,9 @@ def test_scaled_boxes_are_valid_and_follow_the_geometry(h, w, size, mode, box):
         assert not clipped[0]
         expected = [(x0 + geom.ox) * geom.sx, (y0 + geom.oy) * geom.sy, (x1 + geom.ox) * geom.sx, (y1 + geom.oy) * geom.sy]
         assert b == pytest.approx(expected, rel=1e-5, abs=1e-3)
-    if not fully_inside:
+    # np.allclose's tolerance in scale_boxes: float noise at an edge (e.g. y0 = -5e-22) is not a clip
+    tol = 0.01
+    if x0 < -tol or y0 < -tol or x1 > w + tol or y1 > h + tol:
         assert clipped[0]
     # the scaled box, mapped back, lies inside the original image
     back = [b[0] / geom.sx - geom.ox, b[1] / geom.sy - geom.oy, b[2] / geom.sx - geom.ox, b[3] / geom.sy - geom.oy]
