@@ -238,6 +238,7 @@ def run_grid(
     weights: Mapping[str, float] | None = None,
     tag: str | None = None,
     teacher: tuple | None = None,
+    epochs: int | None = None,
 ):
     """Run the grid and write CSV/PNG/markdown into ``out`` (``None``: write nothing); return the DataFrame.
 
@@ -246,6 +247,8 @@ def run_grid(
     finished. ``weights`` overrides the tuned alpha/beta/gamma/levels/temperature (each variant
     takes the ones it uses, see ``distill.get_variant``).
     ``teacher``: an already loaded ``(model, info)`` from ``train.get_teacher`` for the same dataset.
+    ``epochs``: train students for this many epochs instead of the profile's (``student_training``);
+    the value enters the students' cache keys, so such runs never replace the default grid's.
     """
     import pandas as pd
     import torch
@@ -276,6 +279,10 @@ def run_grid(
     sizes = dict(TINY["sizes"]) if tiny else None
     teacher_cfg = train.TEACHER_TRAINING[profile].replace(epochs=TINY["epochs"], batch_size=TINY["batch_size"]) if tiny else None
     student_cfg = student_training(profile)
+    if epochs is not None:
+        if int(epochs) < 1:
+            raise RunnerError(f"--epochs must be at least 1, got {epochs}")
+        student_cfg = student_cfg.replace(epochs=int(epochs))  # a study of the budget; the tuned default stays
     if tiny:
         student_cfg = student_cfg.replace(epochs=TINY["epochs"], batch_size=TINY["batch_size"])
     tag = tag or (f"{profile}-tiny" if tiny else profile)
@@ -506,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load-only: fail if the teacher is not cached")
     p.add_argument("--tiny", action="store_true", help="a few dozen images and 1 epoch (tests, smoke runs)")
     p.add_argument("--tag", default=None, help="output file stem suffix (default: the profile, + '-tiny')")
+    p.add_argument("--epochs", type=int, default=None, help="student epochs instead of the profile's (a budget study)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--gamma", type=float, default=None, help="override the tuned attention weight")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -522,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         weights = {"gamma": args.gamma} if args.gamma is not None else None
         run_grid(args.profile, args.variants, args.resolutions, args.seeds, args.dataset, args.out,
-                 args.teacher_mode, args.tiny, not args.quiet, weights, args.tag)
+                 args.teacher_mode, args.tiny, not args.quiet, weights, args.tag, epochs=args.epochs)
     except RunnerError as exc:
         print(f"mlcak-run: error: {exc}", file=sys.stderr)
         return 2

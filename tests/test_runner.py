@@ -76,6 +76,7 @@ def test_summarize_gap_recovered(tiny_grid):
         (["--resolutions", "30"], "cannot serve the teacher's 7x7 token grid"),
         (["--resolutions", "42"], "cannot serve the teacher's 7x7 token grid"),
         (["--resolutions", "448"], "below the teacher"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
     ],
 )
 def test_user_errors_are_one_line(capsys, tmp_path, args, message):
