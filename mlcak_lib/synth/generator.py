@@ -43,6 +43,27 @@ def _up_matrix(n_small: int, n_big: int) -> np.ndarray:
     return m
 
 
+def _bilinear_flat(table: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, wc: np.ndarray,
+                   axis: int | None = None) -> np.ndarray:
+    """Bilinear samples of a flattened ``n``-wide grid at flat corner indices ``idx`` with row/column
+    weights ``wr``/``wc`` (``axis=1``: a channels-first ``[C, n*n]`` table). In-place arithmetic on the
+    four gathered corners keeps the per-image cost to a few passes over ``S*S`` values."""
+    a = np.take(table, idx, axis=axis)
+    b = np.take(table, idx + 1, axis=axis)
+    b -= a
+    b *= wc
+    a += b
+    c = np.take(table, idx + n, axis=axis)
+    d = np.take(table, idx + n + 1, axis=axis)
+    d -= c
+    d *= wc
+    c += d
+    c -= a
+    c *= wr
+    a += c
+    return a
+
+
 @lru_cache(maxsize=16)
 def _lowpass_ops(S: int, k: int):
     n = max(S // k, 2)
@@ -185,35 +206,9 @@ class SynthCXR:
         near = idx + (wr > 0.5) * n + (wc > 0.5)
 
         def gather(table):  # bilinear, channels first
-            a = np.take(table, idx, axis=1)
-            b = np.take(table, idx + 1, axis=1)
-            b -= a
-            b *= wc
-            a += b
-            c = np.take(table, idx + n, axis=1)
-            d = np.take(table, idx + n + 1, axis=1)
-            d -= c
-            d *= wc
-            c += d
-            c -= a
-            c *= wr
-            a += c
-            return a.reshape(-1, S, S)
+            return _bilinear_flat(table, idx, n, wr, wc, axis=1).reshape(-1, S, S)
 
-        pv = view.p
-        a = np.take(pv, idx)
-        b = np.take(pv, idx + 1)
-        b -= a
-        b *= wc
-        a += b
-        c = np.take(pv, idx + n)
-        d = np.take(pv, idx + n + 1)
-        d -= c
-        d *= wc
-        c += d
-        c -= a
-        c *= wr
-        a += c
+        a = _bilinear_flat(view.p, idx, n, wr, wc)
         # the smooth auxiliary fields: nearest neighbour on one packed uint32 array
         aux = np.take(view.aux, near).view(np.uint8).reshape(S, S, 4)  # little-endian bytes
         cv = Canvas(S, mm, a.reshape(S, S), aux, lambda: list(gather(view.extra)), fov, view.p_field)
