@@ -327,30 +327,21 @@ class TeacherCache:
         self.mlct, self.mcct, self.maps, self.blocks = mlct, mcct, maps, list(blocks)
 
     @classmethod
-    @torch.no_grad()
     def build(cls, teacher: nn.Module, images: Tensor, blocks: Sequence[int] = (), batch_size: int = 128) -> "TeacherCache":
         """Run the teacher (eval mode) over ``images`` ``[n, 1, R, R]``; keep logits and head-averaged maps."""
         from .attention import capture_attention, head_average
+        from .metrics import eval_batches
 
-        was_training = teacher.training
-        teacher.eval()
-        device = next(teacher.parameters()).device
-        mlct, mcct, maps = [], [], [[] for _ in blocks]
-        try:
-            for start in range(0, len(images), batch_size):
-                x = images[start : start + batch_size].to(device)
-                if blocks:
-                    with capture_attention(teacher, list(blocks)) as captured:
-                        out = teacher(x)
-                    for k, b in enumerate(blocks):
-                        maps[k].append(head_average(captured[b]).cpu())
-                else:
-                    out = teacher(x)
-                mlct.append(out["mlct"].cpu())
-                mcct.append(out["mcct"].cpu())
-        finally:
-            teacher.train(was_training)
-        return cls(torch.cat(mlct), torch.cat(mcct), [torch.cat(m) for m in maps], list(blocks))
+        def outputs(x):
+            if not blocks:
+                out = teacher(x)
+                return out["mlct"].cpu(), out["mcct"].cpu(), []
+            with capture_attention(teacher, list(blocks)) as captured:
+                out = teacher(x)
+            return out["mlct"].cpu(), out["mcct"].cpu(), [head_average(captured[b]).cpu() for b in blocks]
+
+        mlct, mcct, maps = zip(*eval_batches(teacher, images, outputs, batch_size))
+        return cls(torch.cat(mlct), torch.cat(mcct), [torch.cat(m) for m in zip(*maps)], list(blocks))
 
     def lookup(self, index: Tensor) -> tuple[dict[str, Tensor], list[Tensor]]:
         """Teacher outputs and maps for split positions ``index``."""

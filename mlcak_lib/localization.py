@@ -573,25 +573,19 @@ class LocalObjective(Objective):
 # Maps of a trained model on a split (for the metrics)
 # --------------------------------------------------------------------------------------------
 
-@torch.no_grad()
 def predict_local_maps(model: nn.Module, images: Tensor, batch_size: int = 256) -> np.ndarray:
     """Predicted lesion probabilities ``[n, C+1, g, g]`` (sigmoid of the local head) in eval mode."""
+    from .metrics import eval_batches
+
     if getattr(model, "local_head", None) is None:
         raise ValueError("this model has no local head")
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    try:
-        for s in range(0, len(images), batch_size):
-            local = model(images[s : s + batch_size].to(device))["local"]
-            out.append(torch.sigmoid(local_maps(local.float(), model.grid)).cpu())
-    finally:
-        model.train(was)
-    return torch.cat(out).numpy()
+
+    def lesion_maps(x):
+        return torch.sigmoid(local_maps(model(x)["local"].float(), model.grid)).cpu()
+
+    return torch.cat(eval_batches(model, images, lesion_maps, batch_size)).numpy()
 
 
-@torch.no_grad()
 def attention_maps(model: nn.Module, images: Tensor, kind: str = "rollout", batch_size: int = 256) -> np.ndarray:
     """Class-token attention on the token grid ``[n, g, g]`` (each map sums to one), in eval mode.
 
@@ -599,26 +593,21 @@ def attention_maps(model: nn.Module, images: Tensor, kind: str = "rollout", batc
     attention rollout over all blocks (:func:`mlcak_lib.attention.attention_rollout`).
     """
     from .attention import attention_rollout, cls_attention, get_attention, head_average
+    from .metrics import eval_batches
 
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    try:
-        for s in range(0, len(images), batch_size):
-            x = images[s : s + batch_size].to(device)
-            if kind == "last":
-                _, maps = get_attention(model, x, blocks=[-1])
-                a = head_average(maps[0])
-            elif kind == "rollout":
-                _, maps = get_attention(model, x)
-                a = attention_rollout(maps)
-            else:
-                raise ValueError(f"kind must be 'last' or 'rollout', got {kind!r}")
-            out.append(cls_attention(a.float(), normalize=True).cpu())
-    finally:
-        model.train(was)
-    return torch.cat(out).numpy()
+    if kind not in ("last", "rollout"):
+        raise ValueError(f"kind must be 'last' or 'rollout', got {kind!r}")
+
+    def cls_maps(x):
+        if kind == "last":
+            _, maps = get_attention(model, x, blocks=[-1])
+            a = head_average(maps[0])
+        else:
+            _, maps = get_attention(model, x)
+            a = attention_rollout(maps)
+        return cls_attention(a.float(), normalize=True).cpu()
+
+    return torch.cat(eval_batches(model, images, cls_maps, batch_size)).numpy()
 
 
 def model_localization(

@@ -15,7 +15,7 @@ Conventions used in every table of the course:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -121,19 +121,28 @@ def size_stratified_auroc(
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Model outputs on ``images [n, 1, r, r]`` in eval mode: ``mlct_logits``, ``mlct_prob``, ``mcct_logits``, ``mcct_prob``."""
+def eval_batches(model: torch.nn.Module, images: torch.Tensor, fn: Callable[[torch.Tensor], Any],
+                 batch_size: int = 256) -> list:
+    """``fn(x)`` for each batch ``x`` of ``images`` (moved to the model's device), in eval mode without
+    gradients; the model's training mode is restored afterwards. The one inference loop of the course
+    (predictions here, teacher caches in notebook 05, lesion and attention maps in notebook 06)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    mlct, mcct = [], []
     try:
-        for start in range(0, len(images), batch_size):
-            out = model(images[start : start + batch_size].to(device))
-            mlct.append(out["mlct"].float().cpu())
-            mcct.append(out["mcct"].float().cpu())
+        return [fn(images[start : start + batch_size].to(device)) for start in range(0, len(images), batch_size)]
     finally:
         model.train(was_training)
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Model outputs on ``images [n, 1, r, r]`` in eval mode: ``mlct_logits``, ``mlct_prob``, ``mcct_logits``, ``mcct_prob``."""
+
+    def heads(x):
+        out = model(x)
+        return out["mlct"].float().cpu(), out["mcct"].float().cpu()
+
+    mlct, mcct = zip(*eval_batches(model, images, heads, batch_size))
     mlct_logits, mcct_logits = torch.cat(mlct).numpy(), torch.cat(mcct).numpy()
     return {
         "mlct_logits": mlct_logits,
