@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from typing import Any, Mapping, MutableMapping, Sequence
 
 from . import config
@@ -96,10 +95,7 @@ def real_splits(name: str, resolutions: Sequence[int], splits: Sequence[str] = (
             ds = make_dataset(split, resolutions=(), name=name, **kw)
             if len(ds) == 0:
                 raise ValueError(f"dataset {name!r}: the {split!r} split is empty (data folder {root})")
-            split_data = materialize(ds, [int(ds.image_size)], name=split)
-            if getattr(ds, "has_boxes", True) is False:  # image-level labels only: no (empty) box lists,
-                split_data = replace(split_data, boxes=[], box_labels=[], box_mm=[])  # so has_boxes() says no
-            memo[key] = split_data
+            memo[key] = materialize(ds, [int(ds.image_size)], name=split)
         full = memo[key]
         top = max(full.images)
         if max(int(r) for r in resolutions) > top:

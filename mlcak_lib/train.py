@@ -147,6 +147,8 @@ def materialize(dataset, resolutions: Sequence[int], name: str = "") -> InMemory
         boxes.append(item.get("boxes", torch.zeros(0, 4)))
         box_labels.append(item.get("box_labels", torch.zeros(0, dtype=torch.long)))
         box_mm.append(item.get("box_mm", torch.zeros(0)))
+    if getattr(dataset, "has_boxes", True) is False:  # image-level labels only (MedMNIST+): no box lists,
+        boxes, box_labels, box_mm = [], [], []          # so localization.has_boxes() says no
     return InMemorySplit(
         {r: torch.stack(v).float().contiguous() for r, v in images.items()},
         torch.stack(mlct).float(), torch.stack(mcct).long().view(-1), list(dataset.class_names),
