@@ -155,8 +155,6 @@ def _teacher(profile: str, mode: str, sizes, teacher_cfg, progress: bool, datase
     :class:`RunnerError`."""
     from . import train
 
-    if mode not in TEACHER_MODES:
-        raise RunnerError(f"unknown teacher mode {mode!r}; choose one of {', '.join(TEACHER_MODES)}")
     try:
         return train.get_teacher(profile, seed=0, config=teacher_cfg, sizes=sizes, progress=progress,
                                  load_only=(mode == "load-only"), dataset=dataset)
@@ -303,12 +301,13 @@ def run_grid(
     splits = train.get_splits((TEACHER_RESOLUTION, *resolutions), profile=profile, seed=0, sizes=sizes,
                               dataset=dataset_name)
     data_desc = student_data_desc(profile, sizes, dataset_name)
-    if any(get_variant(v, profile).uses_local for v in variants):
+    local = [v for v in variants if get_variant(v, profile).uses_local]
+    if local:
         from .localization import has_boxes
 
         if not has_boxes(splits["train"]):
             raise RunnerError(f"dataset {dataset_name!r} has no lesion boxes: the multi-task variants "
-                              f"({', '.join(v for v in variants if get_variant(v, profile).uses_local)}) need them")
+                              f"({', '.join(local)}) need them")
     how = "given by the caller" if given else ("loaded from cache" if teacher_info["cache_hit"] else "trained")
     say(f"[runner] teacher {how} ({teacher_info['hash']}, {time.perf_counter() - t0:.0f} s)")
 
