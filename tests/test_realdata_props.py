@@ -56,3 +56,12 @@ def test_every_valid_box_marks_a_token_of_its_class(h, w, mode, grid, label, box
         return
     tmap = tokens.boxes_to_token_map(out, [label], 224, grid, 3)
     assert tmap[label].sum() >= 1 and tmap.sum() == tmap[label].sum()
+
+
+@pytest.mark.parametrize("h, w, y1", [(8, 13, 1.1920928955078125e-07), (8, 10, 5.769331416623572e-33)])
+def test_a_tiny_box_keeps_a_positive_extent_after_rounding(h, w, y1):
+    # found by hypothesis: boxes this thin, scaled to 28 px with a padding offset, rounded to zero height
+    geom = square_geometry(h, w, 28, "pad")
+    out, valid, reasons, _ = scale_boxes(np.array([[0.0, 0.0, 1.0, y1]]), geom)
+    b = out[0]
+    assert valid[0] and reasons[0] is None and b[2] > b[0] and b[3] > b[1] and b.max() <= 28

@@ -204,12 +204,18 @@ def scale_boxes(boxes: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarr
         t = np.array([(c[0] + geom.ox) * geom.sx, (c[1] + geom.oy) * geom.sy,
                       (c[2] + geom.ox) * geom.sx, (c[3] + geom.oy) * geom.sy])
         s = float(geom.size)
-        tc = np.clip(t, 0.0, s)
-        if tc[2] <= tc[0] or tc[3] <= tc[1]:
+        if t[2] <= 0 or t[0] >= s or t[3] <= 0 or t[1] >= s:  # bounds, not extents: rounding can't drop a box
             reasons[i] = "box lies entirely outside the central square crop"
             continue
+        tc = np.clip(t, 0.0, s)
         was_clipped = was_clipped or not np.allclose(tc, t)
         out[i], valid[i], clipped[i] = tc, True, was_clipped
+        for lo, hi in ((0, 2), (1, 3)):  # a tiny extent can round to zero when scaled: keep it positive
+            if out[i, hi] <= out[i, lo]:
+                if out[i, lo] < s:
+                    out[i, hi] = np.nextafter(out[i, lo], np.float32(s))
+                else:
+                    out[i, lo] = np.nextafter(out[i, hi], np.float32(0))
     return out, valid, reasons, clipped
 
 
