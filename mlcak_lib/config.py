@@ -49,7 +49,7 @@ def cache_dir(path: str | os.PathLike | None = None, create: bool = True) -> Pat
 
 def get_dataset_name(name: str | None = None) -> str:
     """Name of the dataset the notebooks and the runner use (argument, ``$MLCAK_DATASET``, 'synth')."""
-    value = name if name is not None else os.environ.get(ENV_DATASET, "synth")
+    value = name if name is not None else (os.environ.get(ENV_DATASET) or "synth")  # empty = unset
     return value.strip().lower()
 
 

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
+from .config import repo_root
+
 MANIFEST_NAME = "data_manifest.csv"
 COLUMNS: tuple[str, ...] = (
     "id", "kind", "description", "source", "license", "access",
@@ -86,8 +88,6 @@ class AssetStatus:
 
 def default_manifest_path() -> Path:
     """``data_manifest.csv`` at the repository root (it ships with the repository checkout)."""
-    from .config import repo_root
-
     candidates = []
     root = repo_root()
     if root is not None:

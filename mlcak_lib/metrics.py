@@ -157,11 +157,11 @@ def summarize(mlct_true, mcct_true, preds: dict[str, np.ndarray], class_names: S
     per_class = auroc_per_class(mlct_true, preds["mlct_prob"], class_names)
     mc = auroc(mcct_true, preds["mcct_prob"])
     ml = macro_auroc(per_class)
-    return {"mcct_auroc": mc, "mlct_macro_auroc": ml, "mlct_auroc": per_class, "score": float(np.nanmean([mc, ml]))}
+    return {"mcct_auroc": mc, "mlct_macro_auroc": ml, "mlct_auroc": per_class, "score": macro_auroc([mc, ml])}  # NaN-safe, no warning
 
 
 def evaluate(model: torch.nn.Module, data, resolution: int | None = None, by_size: bool = True) -> dict[str, Any]:
-    """Evaluate ``model`` on an in-memory split (``train.InMemorySplit``) at ``resolution`` (default: the model's).
+    """Evaluate ``model`` on an in-memory split (``splits.InMemorySplit``) at ``resolution`` (default: the model's).
 
     Returns ``mcct_auroc``, ``mlct_macro_auroc``, ``mlct_auroc`` (dict class -> AUROC), ``score``
     (mean of the two headline AUROCs), ``n``, ``predictions`` (:func:`predict` output) and, when

@@ -13,9 +13,11 @@ on NumPy arrays ``(H, W)`` and on torch tensors ``(..., H, W)``, and is differen
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
+
+from .threads import single_thread_blas
 
 ArrayLike = Union[np.ndarray, "torch.Tensor"]  # noqa: F821
 
@@ -62,8 +64,6 @@ def area_resize(image: ArrayLike, size: int | tuple[int, int]) -> ArrayLike:
         return image.astype(np.float32, copy=True) if isinstance(image, np.ndarray) else image.clone()
     wy, wx = area_weights(in_h, out_h), area_weights(in_w, out_w)
     if isinstance(image, np.ndarray):
-        from .threads import single_thread_blas
-
         img = image.astype(np.float32, copy=False)
         with single_thread_blas():
             return np.matmul(np.matmul(wy.astype(np.float32), img), wx.T.astype(np.float32))
@@ -91,3 +91,14 @@ def center_crop_square(image: np.ndarray) -> np.ndarray:
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     return image[..., top : top + side, left : left + side]
+
+
+def check_resolutions(resolutions: Sequence[int] | int | None, image_size: int) -> tuple[int, ...]:
+    """The requested low resolutions as a tuple, each in ``1..image_size`` (:func:`area_resize` only downsamples)."""
+    if isinstance(resolutions, (int, np.integer)):
+        resolutions = (int(resolutions),)
+    res = tuple(int(r) for r in (resolutions or ()))
+    bad = [r for r in res if r <= 0 or r > image_size]
+    if bad:
+        raise ValueError(f"resolutions must lie in 1..{image_size} (the image size; area_resize only downsamples), got {bad}")
+    return res

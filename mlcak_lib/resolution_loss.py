@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from .resize import area_resize
+from .synth import SynthConfig, SynthCXR
 
 
 def mm_per_pixel(field_mm: float, resolutions: Sequence[int] = (224, 112, 56, 28)) -> dict[int, float]:
@@ -100,8 +101,6 @@ def detectability_study(classes: Sequence[str], resolutions: Sequence[int] = (22
     from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
-    from .synth import SynthConfig, SynthCXR
 
     scales = [size_scale] * len(classes) if np.isscalar(size_scale) else list(size_scale)
     anatomy = 0.0 if fixed_anatomy else 1.0

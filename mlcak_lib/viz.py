@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .resize import area_resize
+
 # A fixed colour per class index (colour-blind friendly first, then more), so the same finding
 # has the same colour in every figure of the course.
 CLASS_COLORS: tuple[str, ...] = (
@@ -55,8 +57,6 @@ def display_copy(image, spacing_mm: tuple[float, float] | None = None, max_side:
     Returns ``(small, spacing)``: the image shrunk so its longer side is at most ``max_side``
     (aspect ratio kept), and ``spacing_mm`` scaled by the same factors (None stays None).
     """
-    from .resize import area_resize
-
     image = _to_numpy(image)
     h, w = image.shape
     scale = min(1.0, max_side / max(h, w))

@@ -50,7 +50,8 @@ from typing import Sequence
 import numpy as np
 
 from .. import config
-from .common import ImageFileDataset, Record, drop_invalid_table_boxes, normalize_name, normalize_split, read_table, seeded_split
+from .common import (ImageFileDataset, Record, drop_invalid_table_boxes, normalize_name, normalize_split, read_table,
+                     seeded_split)
 from .errors import DataFormatError, DataReport, DatasetNotFoundError
 
 DEFAULT_CSV = "labels.csv"

@@ -30,7 +30,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .. import config
-from .common import _TorchDataset, check_resolutions, make_item, normalize_split
+from ..manifest import verify_file
+from ..resize import check_resolutions
+from .common import _TorchDataset, make_item, normalize_split
 from .errors import DataFormatError, DataReport, DatasetNotFoundError, EmptySplitError
 
 CHESTMNIST_CLASSES: tuple[str, ...] = (
@@ -97,8 +99,6 @@ class MedMNISTDataset(_TorchDataset):
         self.class_names = MEDMNIST_NAMES[name]
         self.path = files[self.image_size]
         if expected and self.path.name in expected:
-            from ..manifest import verify_file
-
             sha, nbytes = expected[self.path.name]
             verify_file(self.path, sha, nbytes, f"{name}_{self.image_size}", fix=f"download {self.path.name} again ({HOW_TO_GET})")
         self.report = DataReport(dataset=f"{name} {self.split}")

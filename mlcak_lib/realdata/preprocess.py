@@ -20,7 +20,9 @@ import warnings
 from dataclasses import dataclass, field
 
 from .common import atomic_write_bytes, failure_marker, write_cache_entry
-from .errors import CorruptImageError, DataQualityWarning, EmptySplitError
+from .errors import CorruptImageError, DataFormatError, DataQualityWarning, DatasetNotFoundError, EmptySplitError
+from .folder import FolderDataset
+from .vindr import VinDrCXRDataset
 
 DATASETS: tuple[str, ...] = ("vindr", "folder")
 
@@ -41,11 +43,7 @@ class PreprocessReport:
 
 def _make(dataset: str, split: str, root, size: int, square: str, **kw):
     if dataset == "vindr":
-        from .vindr import VinDrCXRDataset
-
         return VinDrCXRDataset(split, (size,), root, image_size=size, square=square, **kw)
-    from .folder import FolderDataset
-
     return FolderDataset(split, (size,), root, image_size=size, square=square, **kw)
 
 
@@ -101,8 +99,6 @@ def main(argv=None) -> int:
     parser.add_argument("--retry-failed", action="store_true", help="try images that failed before again")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    from .errors import DataFormatError, DatasetNotFoundError
-
     try:
         rep = preprocess(args.dataset, args.root, args.sizes, args.square, tuple(args.splits),
                          args.retry_failed, not args.no_progress)

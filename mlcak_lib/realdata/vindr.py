@@ -60,10 +60,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .. import config
-from .common import (
-    ImageFileDataset, Record, drop_invalid_table_boxes, normalize_name, normalize_split,
-    read_table, seeded_split,
-)
+from ..synth.config import SynthConfig
+from .common import (ImageFileDataset, Record, drop_invalid_table_boxes, normalize_name, normalize_split, read_table,
+                     seeded_split)
 from .errors import DataFormatError, DataQualityWarning, DataReport, DatasetNotFoundError
 
 VINBIGDATA_CLASSES: tuple[str, ...] = (
@@ -186,8 +185,6 @@ def _class_targets(classes, known: Sequence[str]) -> tuple[tuple[str, ...], dict
     if classes is None:
         classes = VINBIGDATA_CLASSES
     elif isinstance(classes, str) and classes == "synth":  # the simulator's classes (VinDr names)
-        from ..synth.config import SynthConfig
-
         classes = SynthConfig().classes
     pairs = list(classes.items()) if isinstance(classes, Mapping) else [(c, c) for c in classes]
     unknown = [s for s, _ in pairs if _canon(s) not in known_c]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..manifest import ManifestError, verify_file
+
 ASSET_PATH = Path(__file__).resolve().parent.parent / "data" / "ct_cxr_asset.npz"
 ASSET_ID = "ct_cxr_asset"
 ASSET_SHA256 = "a714eaf98d7442c68d16c6a295b7b7f856d5e28c1d6fb8de8920871e274a36ff"
@@ -55,8 +57,6 @@ class Asset:
 
 def verify_asset(path: str | Path = ASSET_PATH, sha256: str = ASSET_SHA256, nbytes: int | None = ASSET_BYTES) -> Path:
     """Check the asset's presence, size and sha256; raise :class:`AssetError` saying what to do."""
-    from ..manifest import ManifestError, verify_file
-
     try:
         return verify_file(path, sha256, nbytes, ASSET_ID, fix=REBUILD_HINT)
     except ManifestError as err:

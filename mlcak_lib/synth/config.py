@@ -7,6 +7,9 @@ import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
+from ..reference import vindr_class_stats
+from .asset import ASSET_SHA256
+
 LESION_CLASSES: tuple[str, ...] = (
     "Nodule/Mass",
     "Calcification",
@@ -46,8 +49,6 @@ VINDR_ABNORMAL_FRACTION = 0.2929
 @lru_cache(maxsize=1)
 def vindr_prevalence() -> dict[str, float]:
     """Per-class share of VinDr-CXR training images marked by at least one reader (shipped table)."""
-    from ..reference import vindr_class_stats
-
     stats = vindr_class_stats(include_no_finding=False).set_index("class_name")
     return {c: round(float(stats.loc[c, "pct_images_any_reader"]) / 100.0, 4) for c in LESION_CLASSES}
 
@@ -55,8 +56,6 @@ def vindr_prevalence() -> dict[str, float]:
 @lru_cache(maxsize=1)
 def vindr_relative_sizes() -> dict[str, tuple[float, float, float]]:
     """Per class (p10, median, p90) of the box side as a fraction of the image side (2500 px nominal)."""
-    from ..reference import vindr_class_stats
-
     stats = vindr_class_stats(include_no_finding=False).set_index("class_name")
     cols = ("p10_box_side_px", "median_box_side_px", "p90_box_side_px")
     return {c: tuple(float(stats.loc[c, k]) / 2500.0 for k in cols) for c in LESION_CLASSES}
@@ -144,9 +143,7 @@ class SynthConfig:
 
     def config_hash(self) -> str:
         """Short stable hash (cache keys)."""
-        from .asset import ASSET_SHA256
-
-        text = json.dumps({"config": self.to_dict(), "asset": ASSET_SHA256, "version": 1}, sort_keys=True)
+        text = json.dumps({"config": self.to_dict(), "asset": ASSET_SHA256}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod

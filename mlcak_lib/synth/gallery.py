@@ -6,7 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import SynthConfig
+from ..reference import vindr_class_stats
+from .config import SPLITS, SynthConfig
 from .generator import SynthCXR
 
 
@@ -28,6 +29,7 @@ def gallery(config: SynthConfig | None = None, seed: int = 0, index: int = 0, nc
     """
     import matplotlib.pyplot as plt
 
+    # heavy: drawing needs matplotlib (through viz); importing the simulator does not
     from ..viz import draw_boxes, show_radiograph
 
     cases = gallery_samples(config, seed, index, classes)
@@ -58,9 +60,6 @@ def label_frequency_table(config: SynthConfig | None = None, n: int = 2000, seed
     "No finding" row.
     """
     import pandas as pd
-
-    from ..reference import vindr_class_stats
-    from .config import SPLITS
 
     sim = SynthCXR(config)
     counts = dict.fromkeys(sim.class_names, 0)

@@ -25,8 +25,9 @@ import numpy as np
 
 from ..resize import area_weights
 from ..threads import single_thread_blas
+from ..tokens import DEFAULT_MIN_FRACTION, boxes_to_token_map
 from .asset import load_asset
-from .config import LESION_CLASSES, SPLITS, SynthConfig, vindr_relative_sizes
+from .config import SPLITS, SynthConfig, vindr_relative_sizes
 from .lesions import MODELS, Canvas
 
 
@@ -287,8 +288,6 @@ class SynthCXR:
 
     def token_map(self, sample: dict, grid: int, min_fraction: float | None = None) -> np.ndarray:
         """Per-class token lesion map ``[C, grid, grid]`` of a generated sample (rule: :mod:`mlcak_lib.tokens`)."""
-        from ..tokens import DEFAULT_MIN_FRACTION, boxes_to_token_map
-
         return boxes_to_token_map(sample["boxes"], sample["box_labels"], self.config.image_size, grid,
                                   len(self.class_names), min_fraction or DEFAULT_MIN_FRACTION)
 

@@ -441,14 +441,8 @@ def pulmonary_fibrosis(cv: Canvas, rng, ctx) -> list:
     return out
 
 
-MODELS = {
-    "Nodule/Mass": nodule,
-    "Calcification": calcification,
-    "Lung Opacity": lung_opacity,
-    "Pleural effusion": pleural_effusion,
-    "Cardiomegaly": cardiomegaly,
-    "Pneumothorax": pneumothorax,
-    "Aortic enlargement": aortic_enlargement,
-    "Pleural thickening": pleural_thickening,
-    "Pulmonary fibrosis": pulmonary_fibrosis,
-}
+#: The lesion model of each finding, by class name.
+MODELS = {"Nodule/Mass": nodule, "Calcification": calcification, "Lung Opacity": lung_opacity,
+          "Pleural effusion": pleural_effusion, "Cardiomegaly": cardiomegaly, "Pneumothorax": pneumothorax,
+          "Aortic enlargement": aortic_enlargement, "Pleural thickening": pleural_thickening,
+          "Pulmonary fibrosis": pulmonary_fibrosis}
