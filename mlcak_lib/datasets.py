@@ -20,24 +20,19 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
+from .cache import simulator_fingerprint
 from .config import cache_dir, get_profile
-from .resize import area_resize
+from .resize import area_resize, check_resolutions
 from .synth import SPLITS, SynthConfig, SynthCXR
+from .tokens import _check_grid, boxes_to_token_map
 
 SPLIT_SIZES: dict[str, dict[str, int]] = {
     "default": {"train": 3000, "val": 600, "test": 1000},
     "full": {"train": 30000, "val": 5000, "test": 10000},
 }
 """Images per split for each profile (the simulator makes ~200+ images/s on one core)."""
-
-
-def _check_resolutions(resolutions, image_size: int) -> tuple[int, ...]:
-    res = tuple(int(r) for r in (resolutions or ()))
-    bad = [r for r in res if r <= 0 or r > image_size]
-    if bad:
-        raise ValueError(f"resolutions must be in 1..{image_size} (area_resize only downsamples), got {bad}")
-    return res
 
 
 def generate_split(split: str = "train", size: int | None = None, seed: int = 0, config: SynthConfig | None = None,
@@ -58,8 +53,6 @@ def generate_split(split: str = "train", size: int | None = None, seed: int = 0,
     boxes, labels, mms = [], [], []
     it = range(n)
     if progress:
-        from tqdm.auto import tqdm
-
         it = tqdm(it, desc=f"simulating {split}", leave=False)
     for i in it:
         s = sim.generate(i, split, seed, keep_masks=False)
@@ -100,18 +93,18 @@ class SynthCXRDataset(Dataset):
         self.sim = SynthCXR(self.config)
         self.class_names: list[str] = list(self.sim.class_names)
         self.image_size = self.config.image_size
-        self.resolutions = _check_resolutions(resolutions, self.image_size)
+        self.resolutions = check_resolutions(resolutions, self.image_size)
         self.token_grid = token_grid
         if token_grid is not None:
-            from .tokens import _check_grid
-
             _check_grid(self.image_size, token_grid)
         self.cache = bool(cache)
         self._store = None  # dict with images memmap + labels when cached/materialized
 
     # ------------------------------------------------------------ caching
     def cache_key(self) -> str:
-        return f"{self.config.config_hash()}-{self.split}-s{self.seed}-n{self.size}"
+        """Settings, simulator source (:func:`mlcak_lib.cache.simulator_fingerprint`), split, seed and size:
+        editing the simulator's code can never serve stale images (cache layer 2 of :mod:`mlcak_lib.cache`)."""
+        return f"{self.config.config_hash()}-{simulator_fingerprint()}-{self.split}-s{self.seed}-n{self.size}"
 
     def cache_path(self) -> Path:
         return cache_dir() / "synth" / self.cache_key()
@@ -172,8 +165,6 @@ class SynthCXRDataset(Dataset):
             "index": index,
         }
         if self.token_grid is not None:
-            from .tokens import boxes_to_token_map
-
             item["token_map"] = torch.from_numpy(boxes_to_token_map(
                 s["boxes"], s["box_labels"], self.image_size, self.token_grid, len(self.class_names)))
         return item
@@ -185,7 +176,7 @@ class SynthCXRDataset(Dataset):
         ``mcct`` ``[N]`` and lists ``boxes``, ``box_labels``, ``box_mm`` (tensors per image);
         with ``token_grid`` also ``token_map`` ``[N, C, g, g]``.
         """
-        res = self.resolutions if resolutions is None else _check_resolutions(resolutions, self.image_size)
+        res = self.resolutions if resolutions is None else check_resolutions(resolutions, self.image_size)
         if self._store is None:
             self._store = self._load_or_build_cache() if self.cache else generate_split(
                 self.split, self.size, self.seed, self.config, progress=progress)
@@ -202,8 +193,6 @@ class SynthCXRDataset(Dataset):
             "class_names": list(self.class_names),
         }
         if self.token_grid is not None:
-            from .tokens import boxes_to_token_map
-
             out["token_map"] = torch.from_numpy(np.stack([
                 boxes_to_token_map(b, lab, self.image_size, self.token_grid, len(self.class_names))
                 for b, lab in zip(st["boxes"], st["box_labels"])]) if self.size else

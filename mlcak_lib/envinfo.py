@@ -1,12 +1,15 @@
-"""Environment report for notebooks and bug reports (introduced in notebook 01)."""
+"""Environment report and provenance for notebooks, bug reports and the runner's CSV (introduced in notebook 01)."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import platform
+import subprocess
+from pathlib import Path
+from typing import Any
 
-from .config import get_profile
+from .config import get_profile, repo_root
 
 _PACKAGES = ("mlcak_lib", "numpy", "torch", "torchvision", "timm", "pydicom", "sklearn", "matplotlib")
 
@@ -51,3 +54,38 @@ def default_device() -> "torch.device":  # noqa: F821 - torch imported lazily
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def git_revision(root: str | os.PathLike | None = None) -> tuple[str, bool | None]:
+    """``(short hash, dirty)`` of the checkout holding the library (``("unknown", None)`` outside git)."""
+    where = Path(root) if root else (repo_root() or Path.cwd())
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return "unknown", None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                                capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
+
+
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def hardware() -> dict[str, Any]:
+    """CPU model, cores, torch threads and device of this process (the runner's provenance columns)."""
+    import torch
+
+    device = default_device()
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
+    return {"cpu_model": cpu_model(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": name}

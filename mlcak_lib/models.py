@@ -8,8 +8,9 @@ with ``in_chans=1``, internal normalisation, a class token and two heads on it:
 
 ``model(x)`` takes images in ``[0, 1]`` (bone bright, ``[B, 1, r, r]``) and returns a dict
 ``{"mlct": [B, C], "mcct": [B, 2], "tokens": [B, N, D]}`` where ``tokens`` are the final
-(normed) patch tokens, ``N = grid**2``. When a local head is attached (``model.local_head``,
-notebook 06) the dict also has ``"local": local_head(tokens)``.
+(normed) patch tokens, ``N = grid**2``. When a local head is attached (:func:`attach_local_head`,
+notebook 06) the dict also has ``"local": local_head(tokens)`` ``[B, N, C + 1]`` (one logit per class
+and one for "any lesion" on every token; :func:`local_maps` reshapes it to ``[B, C + 1, g, g]``).
 
 **Matched token grids.** The patch size scales with the input resolution so that the teacher
 (224) and every student (112 / 56 / 28) see the same ``grid x grid`` tokens, hence attention maps
@@ -58,10 +59,9 @@ from functools import partial
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .config import get_profile
-
 from .dicom import NETWORK_MEAN, NETWORK_STD  # the network statistics of the course (notebook 01)
 
 #: Token grid, width, depth, heads and stem for each profile (see the module docstring).
@@ -254,3 +254,56 @@ def build_student(resolution: int, num_classes: int, profile: str | None = None,
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those with ``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+# --------------------------------------------------------------------------------------------
+# The local head of the multi-task students (notebook 06)
+# --------------------------------------------------------------------------------------------
+
+class LocalHead(nn.Module):
+    """Per-token classifier ``[B, N, D] -> [B, N, K]`` shared by all tokens.
+
+    ``hidden=None``: LayerNorm + Linear (a linear probe on each token); ``hidden=h``: LayerNorm +
+    Linear(D, h) + GELU + Linear(h, K). The output bias starts at the logit of ``prior`` (default
+    ``log(0.05 / 0.95)``: lesion tokens are rare) so the first steps do not waste effort
+    learning the base rate.
+    """
+
+    def __init__(self, dim: int, n_out: int, hidden: int | None = None, prior: float = 0.05) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.LayerNorm(dim)]
+        if hidden:
+            layers += [nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, n_out)]
+        else:
+            layers += [nn.Linear(dim, n_out)]
+        self.net = nn.Sequential(*layers)
+        self.n_out = n_out
+        last = layers[-1]
+        nn.init.trunc_normal_(last.weight, std=0.02)
+        nn.init.constant_(last.bias, math.log(prior / (1 - prior)))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.net(tokens)
+
+
+def attach_local_head(model: nn.Module, num_classes: int | None = None, hidden: int | None = None) -> nn.Module:
+    """Put a :class:`LocalHead` with ``C + 1`` outputs into ``model.local_head`` (in place); return ``model``.
+
+    ``model`` is a :class:`mlcak_lib.models.MLCAKViT` (its forward then returns ``out["local"]``
+    ``[B, N, C+1]``). ``num_classes`` defaults to ``model.num_classes``.
+    """
+    if not hasattr(model, "local_head"):
+        raise TypeError("attach_local_head needs a model with a `local_head` slot (mlcak_lib.models.MLCAKViT)")
+    c = int(num_classes if num_classes is not None else model.num_classes)
+    dim = int(getattr(getattr(model, "vit", model), "embed_dim"))
+    model.local_head = LocalHead(dim, c + 1, hidden)
+    return model
+
+
+def local_maps(local: Tensor, grid: int | None = None) -> Tensor:
+    """Reshape per-token outputs ``[B, N, K]`` to maps ``[B, K, g, g]`` (row-major tokens, as timm)."""
+    b, n, k = local.shape
+    g = grid or math.isqrt(n)
+    if g * g != n:
+        raise ValueError(f"{n} tokens do not form a {g} x {g} grid")
+    return local.transpose(1, 2).reshape(b, k, g, g)

@@ -17,39 +17,38 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from mlcak_lib.config import get_profile, repo_root
+from mlcak_lib.dataswitch import data_description, get_splits
+from mlcak_lib.recipes import get_teacher, student_training, train_student
+from mlcak_lib.results import flat_metrics
+from mlcak_lib.variants import HEADLINE, get_variant
+
 
 def main(argv=None) -> int:
-    from mlcak_lib import train
-    from mlcak_lib.config import get_profile, repo_root
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default=None)
     p.add_argument("--resolution", type=int, default=28)
     p.add_argument("--sizes", nargs="+", type=int, default=[250, 750, 3000])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--variants", nargs="+", default=["baseline", "mlcak"])
+    p.add_argument("--variants", nargs="+", default=list(HEADLINE))
     p.add_argument("--out", default=None, help="CSV path (default results/data_regime.csv in the checkout)")
     args = p.parse_args(argv)
     profile = get_profile(args.profile)
     out = Path(args.out) if args.out else (repo_root() or Path.cwd()) / "results" / "data_regime.csv"
-    teacher, _, tinfo = train.get_teacher(profile, seed=0)
+    teacher, _, tinfo = get_teacher(profile, seed=0)
     df = study(profile, teacher, tinfo, args.resolution, args.sizes, args.seeds, args.variants, out)
     print(df.groupby(["n_train", "variant"])[["mcct_auroc", "mlct_macro_auroc"]].agg(["mean", "std"]).round(3).to_string())
     return 0
 
 
-def study(profile, teacher, tinfo, r=28, sizes=(250, 750, 3000), seeds=(0, 1, 2), variants=("baseline", "mlcak"), out=None):
+def study(profile, teacher, tinfo, r=28, sizes=(250, 750, 3000), seeds=(0, 1, 2), variants=HEADLINE, out=None):
     """Train/evaluate every (size, seed, variant); write ``out`` after each run; return the DataFrame."""
-    import pandas as pd
-    import torch
-    from tqdm.auto import tqdm
-
-    from mlcak_lib import train
-    from mlcak_lib.distill import get_variant, student_training, train_student
-    from mlcak_lib.runner import flat_metrics, student_data_desc
-
-    splits = train.get_splits((224, r), profile=profile, seed=0)
-    full_desc = student_data_desc(profile)  # as the runner's: the full-size students are the grid's
+    splits = get_splits((224, r), profile=profile, seed=0)
+    full_desc = data_description(profile=profile)  # as the runner's: the full-size students are the grid's
     perm = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(0))
     cfg = student_training(profile)
     rows = []

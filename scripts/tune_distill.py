@@ -12,10 +12,10 @@ averaged over the seeds (default: one seed, to fit the CPU budget -- differences
 2. levels in LEVELS at the best gamma;
 3. (optional, ``--stages 1 2 3``) alpha = beta in OUTPUT_WEIGHTS at the best gamma and levels.
 
-Every run goes through the model cache (``train.load_or_train``), so rerunning the script, or
+Every run goes through the model cache (``cache.load_or_train``), so rerunning the script, or
 running the grid afterwards with the chosen weights, reuses finished students. ``--write`` stores
-the chosen values in ``mlcak_lib/data/tuned_weights.json`` (:func:`mlcak_lib.distill.write_tuned_weights`),
-where :func:`mlcak_lib.distill.default_weights` reads them.
+the chosen values in ``mlcak_lib/data/tuned_weights.json`` (:func:`mlcak_lib.variants.write_tuned_weights`),
+where :func:`mlcak_lib.variants.default_weights` reads them.
 """
 
 from __future__ import annotations
@@ -25,15 +25,20 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+import torch
+
+from mlcak_lib.config import get_profile, repo_root
+from mlcak_lib.dataswitch import data_description, get_splits
+from mlcak_lib.recipes import get_teacher, student_training, train_student
+from mlcak_lib.variants import get_variant, write_tuned_weights
+
 GAMMAS = (0.0, 30.0, 100.0, 300.0, 1000.0)
 LEVELS = (1, 2, 4)
 OUTPUT_WEIGHTS = (0.3, 1.0, 3.0)
 
 
 def main(argv=None) -> int:
-    from mlcak_lib import train
-    from mlcak_lib.config import get_profile, repo_root
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default=None)
     p.add_argument("--resolution", type=int, default=28)
@@ -45,12 +50,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     profile = get_profile(args.profile)
     out = Path(args.out) if args.out else (repo_root() or Path.cwd()) / "results" / "tuning_val.csv"
-    teacher, _, tinfo = train.get_teacher(profile, seed=0)
+    teacher, _, tinfo = get_teacher(profile, seed=0)
     best = tune(profile, teacher, tinfo, args.resolution, args.seeds, out, args.stages, args.gammas)
     print(f"chosen on the validation split: {best}", flush=True)
     if args.write:
-        from mlcak_lib.distill import write_tuned_weights
-
         write_tuned_weights(profile, **best)
         print("written to mlcak_lib/data/tuned_weights.json", flush=True)
     return 0
@@ -58,15 +61,8 @@ def main(argv=None) -> int:
 
 def tune(profile, teacher, tinfo, r: int = 28, seeds=(0,), out: Path | None = None, stages=(1, 2), gammas=GAMMAS) -> dict:
     """Run the staged search (module docstring); write ``out``; return the chosen weights."""
-    import pandas as pd
-    import torch
-
-    from mlcak_lib import train
-    from mlcak_lib.distill import get_variant, student_training, train_student
-    from mlcak_lib.runner import student_data_desc
-
-    splits = train.get_splits((224, r), profile=profile, seed=0, splits=("train", "val"))
-    data_desc = student_data_desc(profile)
+    splits = get_splits((224, r), profile=profile, seed=0, splits=("train", "val"))
+    data_desc = data_description(profile=profile)
     cfg = student_training(profile)
     rows: list[dict] = []
 

@@ -12,8 +12,8 @@ local head (any-lesion channel) is recorded too, to show what the local task its
 Rule: the chosen lambda is the positive value with the best mean validation score (the local
 task is the object of notebook 06, so it is kept on even when it does not help; the notebook
 then reports whether it helps). The same lambda is used for ``mlcak-mt``. ``--write`` stores it
-in ``mlcak_lib/data/tuned_weights.json`` (:func:`mlcak_lib.distill.write_tuned_weights`).
-Every run goes through the model cache (``train.load_or_train``).
+in ``mlcak_lib/data/tuned_weights.json`` (:func:`mlcak_lib.variants.write_tuned_weights`).
+Every run goes through the model cache (``cache.load_or_train``).
 """
 
 from __future__ import annotations
@@ -23,19 +23,21 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+import torch
+
+from mlcak_lib.config import get_profile, repo_root
+from mlcak_lib.dataswitch import data_description, get_splits
+from mlcak_lib.local_task import local_targets
+from mlcak_lib.localization import predict_local_maps, token_auroc
+from mlcak_lib.models import TEACHER_RESOLUTION
+from mlcak_lib.recipes import student_training, train_student
+from mlcak_lib.variants import write_tuned_weights
+
 LAMBDAS = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0)  # extended until the best value lay inside the range
 
 
 def main(argv=None) -> int:
-    import pandas as pd
-    import torch
-
-    from mlcak_lib import localization as loc
-    from mlcak_lib import runner, train
-    from mlcak_lib.config import get_profile, repo_root
-    from mlcak_lib.distill import student_training, train_student, write_tuned_weights
-    from mlcak_lib.models import TEACHER_RESOLUTION
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default=None)
     p.add_argument("--resolution", type=int, default=28)
@@ -48,8 +50,8 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else (repo_root() or Path.cwd()) / "results" / "tuning_local_val.csv"
     r = args.resolution
 
-    splits = train.get_splits((TEACHER_RESOLUTION, r), profile=profile, seed=0, splits=("train", "val"))
-    data_desc = runner.student_data_desc(profile)  # the runner's key: students are shared with its grid
+    splits = get_splits((TEACHER_RESOLUTION, r), profile=profile, seed=0, splits=("train", "val"))
+    data_desc = data_description(profile=profile)  # the runner's key: students are shared with its grid
     cfg = student_training(profile)
     val = splits["val"]
     rows: list[dict] = []
@@ -63,10 +65,10 @@ def main(argv=None) -> int:
             else:
                 model, history, info = train_student("multitask", r, splits, profile=profile, seed=seed, config=cfg,
                                                      data_desc=data_desc, lambda_local=lam, progress=False)
-                maps = loc.predict_local_maps(model, val.images[r])[:, -1]
-                tgt = torch.stack([loc.local_targets(b, l, TEACHER_RESOLUTION, model.grid, len(val.class_names))[-1]
+                maps = predict_local_maps(model, val.images[r])[:, -1]
+                tgt = torch.stack([local_targets(b, l, TEACHER_RESOLUTION, model.grid, len(val.class_names))[-1]
                                    for b, l in zip(val.boxes, val.box_labels)])
-                token_auc = loc.token_auroc(maps, tgt.numpy())
+                token_auc = token_auroc(maps, tgt.numpy())
             best = max(history, key=lambda h: h["val_score"])
             rows.append({"variant": "baseline" if lam == 0 else "multitask", "lambda_local": lam, "resolution": r,
                          "seed": seed, "val_mcct_auroc": best["val_mcct_auroc"],

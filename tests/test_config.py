@@ -1,7 +1,7 @@
 import pytest
 
 from mlcak_lib import config
-from mlcak_lib.envinfo import environment_report
+from mlcak_lib.envinfo import environment_report, git_revision, hardware
 
 
 def test_profile_precedence(monkeypatch):
@@ -29,3 +29,11 @@ def test_environment_report_fields():
     for key in ("python", "torch", "timm", "device", "profile", "torch threads"):
         assert key in report
     assert report["profile"] == "default"
+
+
+def test_provenance_of_the_runner(tmp_path):
+    info = hardware()
+    assert set(info) == {"cpu_model", "cpu_cores", "torch_threads", "device"} and info["torch_threads"] >= 1
+    rev, dirty = git_revision()
+    assert isinstance(rev, str) and rev and dirty in (True, False, None)
+    assert git_revision(tmp_path) == ("unknown", None)  # outside a git checkout

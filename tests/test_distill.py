@@ -1,22 +1,25 @@
-"""Distillation losses and objective (mlcak_lib.distill): zero at identity, gradients, ablations."""
+"""Distillation losses and objective (mlcak_lib.distill): zero at identity, gradients, ablations, teacher cache.
 
-import math
+The variant registry itself: tests/test_variants.py."""
 
 import pytest
 import torch
 
 from mlcak_lib import distill
 from mlcak_lib.distill import (
-    VARIANT_NAMES,
+    OUTPUT_KD,
     DistillObjective,
     attention_kd_loss,
-    get_variant,
     hinton_kd_loss,
+    kd_loss,
     level_pairs,
     output_kd_loss,
+    shared_teacher_cache,
 )
 from mlcak_lib.models import build_vit
-from mlcak_lib.train import InMemorySplit, TrainConfig, fit
+from mlcak_lib.splits import InMemorySplit
+from mlcak_lib.train import SupervisedObjective, TrainConfig, fit
+from mlcak_lib.variants import FAMILIES, MSE, VARIANT_NAMES, get_variant
 
 C = 3
 ARCH = dict(grid=4, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, stem_channels=(8, 16))
@@ -97,7 +100,7 @@ def test_objective_terms_zero_when_student_is_teacher(teacher, name):
     terms = obj.terms(batch, obj.forward(student, batch))
     v = get_variant(name)
     assert _f(terms["kd"]) > 0
-    if v.kind == "mse":
+    if v.family == MSE:
         assert (_f(terms["mlct_kd"]) > 0) == (v.alpha > 0)
         assert (_f(terms["mcct_kd"]) > 0) == (v.beta > 0)
         assert (_f(terms["attn_kd"]) > 0) == (v.gamma > 0)
@@ -152,8 +155,6 @@ def test_gamma_zero_reproduces_output_kd_exactly(teacher):
 
 
 def test_baseline_is_the_supervised_loss(teacher):
-    from mlcak_lib.train import SupervisedObjective
-
     split = _split()
     student = _model(8, seed=2)
     obj, sup = DistillObjective(None, "baseline"), SupervisedObjective()
@@ -163,37 +164,55 @@ def test_baseline_is_the_supervised_loss(teacher):
     out = student(batch["x"])
     assert torch.equal(obj(batch, out, student)[0], sup(batch, out, student)[0])
     assert obj.config()["variant"] == "baseline" and "gamma" not in obj.config() and obj.config().get("teacher") is None
+    assert obj.config()["family"] == "labels" and obj.teacher is None
+    terms = kd_loss(obj.variant, out, None)
+    assert set(terms) == {"mlct_kd", "mcct_kd", "attn_kd", "kd"} and all(float(t) == 0 for t in terms.values())
 
 
-def test_variants_registry_and_unknown_variant():
-    table = distill.variants("default")
-    assert list(table) == list(VARIANT_NAMES)
-    assert set(VARIANT_NAMES) == {"baseline", "output-kd", "attention-kd", "mlcak", "hinton-kd", "multitask", "mlcak-mt"}
-    assert table["output-kd"].gamma == 0 and table["attention-kd"].alpha == table["attention-kd"].beta == 0
-    assert [n for n in VARIANT_NAMES if table[n].uses_local] == ["multitask", "mlcak-mt"]
-    assert not table["multitask"].uses_teacher and table["mlcak-mt"].gamma == table["mlcak"].gamma > 0
-    assert get_variant("MLCAK").name == "mlcak" and get_variant("output_kd").name == "output-kd"
-    with pytest.raises(ValueError, match="Unknown variant 'fitnet'"):
-        get_variant("fitnet")
+def test_objective_refuses_a_missing_teacher():
     with pytest.raises(ValueError, match="needs a teacher"):
         DistillObjective(None, "mlcak")
-    assert math.isfinite(distill.default_weights("default")["gamma"])
+    with pytest.raises(ValueError, match="needs teacher outputs"):
+        z = {"mlct": torch.zeros(2, C), "mcct": torch.zeros(2, 2)}
+        kd_loss(get_variant("output-kd"), z, None)
 
 
-def test_tuned_weights_file_round_trip(tmp_path, monkeypatch):
-    path = tmp_path / "tuned.json"
-    path.write_text(distill.TUNED_WEIGHTS_FILE.read_text())
-    monkeypatch.setattr(distill, "TUNED_WEIGHTS_FILE", path)
-    distill.write_tuned_weights("default", gamma=123.0, levels=3)
-    assert distill.default_weights("default")["gamma"] == 123.0 and distill.default_weights("default")["levels"] == 3
-    assert get_variant("mlcak", "default").gamma == 123.0 and get_variant("output-kd", "default").gamma == 0
-    with pytest.raises(ValueError, match="unknown weight"):
-        distill.write_tuned_weights("default", delta=1.0)
+def test_every_teacher_family_has_an_output_loss():
+    assert {f.output_kd for f in FAMILIES.values() if f.uses_teacher} <= set(OUTPUT_KD)
+    for name in VARIANT_NAMES:
+        v = get_variant(name)
+        assert (v.family.output_kd in OUTPUT_KD) == v.uses_teacher
 
 
-def test_weight_overrides_only_touch_the_terms_a_variant_uses():
-    assert get_variant("output-kd", gamma=300.0).gamma == 0
-    assert get_variant("attention-kd", alpha=2.0).alpha == 0 and get_variant("attention-kd", gamma=300.0).gamma == 300
-    assert get_variant("mlcak", gamma=0.0).gamma == 0 and get_variant("mlcak", levels=1).levels == 1
-    with pytest.raises(ValueError, match="unknown weight"):
-        get_variant("mlcak", delta=1.0)
+def test_distill_config_names_the_family_and_teacher(teacher):
+    cfg = DistillObjective(teacher, "hinton-kd", teacher_resolution=32, teacher_id="abc").config()
+    assert cfg["family"] == "hinton" and cfg["teacher"] == "abc" and cfg["teacher_resolution"] == 32
+    assert cfg["temperature"] == get_variant("hinton-kd").temperature and "gamma" not in cfg and "levels" not in cfg
+    mlcak = DistillObjective(teacher, "mlcak", teacher_resolution=32, gamma=5.0).config()
+    assert mlcak["family"] == "mse" and mlcak["gamma"] == 5.0 and "levels" in mlcak and "temperature" not in mlcak
+
+
+def test_shared_teacher_cache_reuses_one_teacher_pass(teacher):
+    split = _split()
+    images = split.images[32]
+    distill._TEACHER_MEMO.clear()
+    full = shared_teacher_cache(teacher, images, [0, 1])
+    assert len(distill._TEACHER_MEMO) == 1 and full.maps[0].shape[0] == len(split)
+    fewer = shared_teacher_cache(teacher, images, [1])  # a cache holding more blocks serves fewer
+    assert len(distill._TEACHER_MEMO) == 1 and fewer.blocks == [1] and torch.equal(fewer.maps[0], full.maps[1])
+    assert torch.equal(fewer.mlct, full.mlct)
+    live = distill.TeacherCache.build(teacher, images, [1])
+    assert torch.allclose(live.maps[0], full.maps[1], atol=1e-6) and torch.allclose(live.mlct, full.mlct, atol=1e-6)
+    shared_teacher_cache(teacher, images.clone(), [1])  # other images: a new entry
+    assert len(distill._TEACHER_MEMO) == 2
+    weight = next(teacher.parameters())
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight.add_(1.0)  # changed weights: never served the old outputs
+    try:
+        changed = shared_teacher_cache(teacher, images, [0, 1])
+        assert not torch.equal(changed.mlct, full.mlct)
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+        distill._TEACHER_MEMO.clear()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from fixtures_realdata import make_folder, make_kaggle, make_medmnist, make_physionet
-from mlcak_lib import runner, train
+from mlcak_lib import dataswitch, runner
 
 NOTEBOOK_04 = Path(__file__).resolve().parents[1] / "notebooks" / "04_teacher_training.ipynb"
 
@@ -30,7 +30,7 @@ def layout(request, tmp_path, monkeypatch):
     monkeypatch.setenv("MLCAK_DATASET", name)
     monkeypatch.setenv("MLCAK_DATA_ROOT", str(root))
     monkeypatch.setenv("MLCAK_CACHE_DIR", str(tmp_path / "cache"))
-    train._SPLIT_MEMO.clear()
+    dataswitch._SPLIT_MEMO.clear()
     return name, boxes, tmp_path
 
 
@@ -52,22 +52,35 @@ def test_runner_tiny_grid_on_real_data(layout):
         assert "loc_local_token_auroc[all]" in df.columns
         assert df.loc[df["variant"] == "multitask", "loc_local_token_auroc[all]"].notna().all()
     assert (out / "grid_default-tiny.png").stat().st_size > 1000
+    # cached models carry the dataset in their file names
+    models = tmp / "cache" / "models"
+    for _, row in df.iterrows():
+        stem = (f"teacher-{name}-default" if row["run"] == "teacher"
+                else f"student-{name}-default-{row['variant']}-r{row['resolution']}")
+        assert (models / f"{stem}-{row['config_hash']}.pt").is_file(), stem
+    assert len(list(models.glob("*.pt"))) == len(df)
 
 
-def _run_on_medmnist(tmp_path, monkeypatch, capsys, sizes, variant):
+def _run_on_medmnist(tmp_path, monkeypatch, capsys, sizes, *variants):
     """The runner's tiny grid on MedMNIST+ fixture files of ``sizes``: (exit status, stderr)."""
     root = make_medmnist(tmp_path / "mm", "chestmnist", sizes=sizes)
     monkeypatch.setenv("MLCAK_DATA_ROOT", str(root))
     monkeypatch.setenv("MLCAK_CACHE_DIR", str(tmp_path / "cache"))
-    train._SPLIT_MEMO.clear()
+    dataswitch._SPLIT_MEMO.clear()
     rc = runner.main(["--tiny", "--quiet", "--dataset", "chestmnist", "--resolutions", "28", "--seeds", "0",
-                      "--variants", variant, "--out", str(tmp_path / "out")])
+                      "--variants", *variants, "--out", str(tmp_path / "out")])
     return rc, capsys.readouterr().err
 
 
-def test_runner_rejects_the_local_task_without_boxes(tmp_path, monkeypatch, capsys):
-    rc, err = _run_on_medmnist(tmp_path, monkeypatch, capsys, (28, 224), "multitask")
-    assert rc == 2 and "has no lesion boxes" in err and "multitask" in err and "Traceback" not in err
+@pytest.mark.parametrize("variants", [["multitask"], ["baseline", "mlcak", "mlcak-mt"]])
+def test_runner_rejects_the_local_task_without_boxes(tmp_path, monkeypatch, capsys, variants):
+    rc, err = _run_on_medmnist(tmp_path, monkeypatch, capsys, (28, 224), *variants)
+    assert rc == 2 and "has no lesion boxes" in err and variants[-1] in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    # every request is checked before any work: no teacher, no student, no output
+    models = tmp_path / "cache" / "models"
+    assert not models.exists() or not any(models.iterdir())
+    assert not (tmp_path / "out").exists()
 
 
 def test_runner_says_which_file_medmnist_lacks(tmp_path, monkeypatch, capsys):
@@ -100,4 +113,4 @@ def test_notebook_04_data_section_runs_with_the_switch_set(layout, capsys):
     printed = capsys.readouterr().out
     assert f"dataset: {name}" in printed and "split sizes:" in printed
     assert namespace["tr"].images[224].shape[1:] == (1, 224, 224)
-    assert namespace["names"] == train.class_names(dataset=name)
+    assert namespace["names"] == dataswitch.dataset_class_names(name)

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcak_lib import runner
+from mlcak_lib import config, results, runner
+from mlcak_lib.runner import GridSpec, RunnerError
+from mlcak_lib.variants import get_variant
 
 TINY_ARGS = ["--tiny", "--quiet", "--resolutions", "28", "--seeds", "0", "--variants", "baseline", "mlcak"]
 
@@ -41,12 +43,32 @@ def test_tiny_grid_writes_tidy_csv_figure_and_table(tiny_grid):
     assert np.all((values >= 0) & (values <= 1))
     assert students["config_hash"].nunique() == 2  # every run has its own configuration
     assert (students["teacher_mcct_auroc"] == teacher["mcct_auroc"].iloc[0]).all()
+    assert set(df["dataset"]) == {"synth"} and set(df["profile"]) == {"default"}
     md = (tiny_grid / "grid_default-tiny.md").read_text()
     assert "| mlcak | 28 | 1 |" in md and "gap" in md.lower()
 
 
+def test_csv_holds_only_the_weights_that_act(tiny_grid):
+    df = pd.read_csv(tiny_grid / "grid_default-tiny.csv").set_index("variant")
+    mlcak = get_variant("mlcak", "default").active_weights()
+    assert sorted(mlcak) == ["alpha", "beta", "gamma", "levels"]
+    for weight, value in mlcak.items():
+        assert df.loc["mlcak", weight] == pytest.approx(value)
+        assert np.isnan(df.loc["baseline", weight]) and np.isnan(df.loc["teacher", weight])  # labels only
+    assert "temperature" not in df.columns and "lambda_local" not in df.columns  # no variant here uses them
+
+
+def test_cached_files_carry_the_dataset(tiny_grid):
+    df = pd.read_csv(tiny_grid / "grid_default-tiny.csv")
+    models = config.cache_dir() / "models"
+    for _, row in df.iterrows():
+        stem = ("teacher-synth-default" if row["run"] == "teacher"
+                else f"student-synth-default-{row['variant']}-r{row['resolution']}")
+        assert (models / f"{stem}-{row['config_hash']}.pt").is_file(), stem
+
+
 def test_rerun_uses_the_cache(tiny_grid):
-    df = runner.run_grid("default", ["mlcak"], [28], [0], out=None, tiny=True, progress=False)
+    df = runner.run_grid(GridSpec("default", ["mlcak"], [28], [0], tiny=True), out=None, progress=False)
     assert bool(df[df["run"] == "student"]["cache_hit"].all())
     old = pd.read_csv(tiny_grid / "grid_default-tiny.csv")
     same = old[(old["variant"] == "mlcak") & (old["seed"] == 0)]
@@ -58,15 +80,15 @@ def test_summarize_gap_recovered(tiny_grid):
     students = df[df["run"] == "student"].copy()
     students["seed"] = 1  # a second seed with shifted scores
     students["mcct_auroc"] = students["mcct_auroc"] + 0.02
-    table = runner.summarize(pd.concat([df, students]))
+    table = results.summarize_grid(pd.concat([df, students]))
     assert list(table["variant"]) == ["teacher", "baseline", "mlcak"]
     base = table[table["variant"] == "baseline"]
     assert base["n_seeds"].iloc[0] == 2 and base["mcct_auroc_std"].iloc[0] == pytest.approx(0.02 / np.sqrt(2), abs=1e-6)
     gap = base["gap_mcct_auroc"].iloc[0]
     assert np.isnan(gap) or gap == pytest.approx(0.0)
-    assert runner.gap_recovered(0.8, 0.7, 0.9) == pytest.approx(0.5)
-    assert np.isnan(runner.gap_recovered(0.8, 0.9, 0.85))
-    assert "± " in runner.markdown_table(table)
+    assert results.gap_recovered(0.8, 0.7, 0.9) == pytest.approx(0.5)
+    assert np.isnan(results.gap_recovered(0.8, 0.9, 0.85))
+    assert "± " in results.markdown_table(table)
 
 
 @pytest.mark.parametrize(
@@ -77,13 +99,45 @@ def test_summarize_gap_recovered(tiny_grid):
         (["--resolutions", "42"], "cannot serve the teacher's 7x7 token grid"),
         (["--resolutions", "448"], "below the teacher"),
         (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+        (["--profile", "fast"], "Unknown profile 'fast'"),
+        (["--variants", "baseline", "fitnet"], "Unknown variant 'fitnet'"),
+        (["--resolutions", "28", "30"], "cannot serve the teacher's 7x7 token grid"),
     ],
 )
-def test_user_errors_are_one_line(capsys, tmp_path, args, message):
-    assert runner.main(["--quiet", "--out", str(tmp_path), *args]) == 2
+def test_user_errors_are_one_line(capsys, tmp_path, monkeypatch, args, message):
+    monkeypatch.setenv("MLCAK_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert runner.main(["--quiet", "--tiny", "--out", str(out), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
-    assert not any(tmp_path.iterdir())
+    assert not out.exists()
+    assert not (tmp_path / "cache" / "models").exists()  # checked before any training
+
+
+def test_grid_spec_check_resolves_every_request():
+    spec = GridSpec(None, ["MLCAK", "baseline", "mlcak"], [56, 28, 28], (1,), "SYNTH").check()
+    assert spec.profile == "default" and spec.dataset == "synth"
+    assert spec.variants == ["mlcak", "baseline"] and spec.resolutions == [28, 56] and spec.seeds == [1]
+    assert spec.sizes is None and spec.default_tag() == "default"
+    tiny = GridSpec("default", ["mlcak"], [28], [0], tiny=True, epochs=3, weights={"gamma": 5.0}).check()
+    assert tiny.sizes == runner.TINY["sizes"] and tiny.default_tag() == "default-tiny"
+    assert tiny.student_config().epochs == runner.TINY["epochs"] and tiny.teacher_config().epochs == runner.TINY["epochs"]
+    assert tiny.variant("mlcak").gamma == 5.0 and tiny.variant("output-kd").gamma == 0
+    assert GridSpec("default", epochs=3).check().student_config().epochs == 3
+    assert GridSpec("default").check().teacher_config() is None  # the profile's own teacher settings
+    for bad, message in [(dict(teacher_mode="reuse"), "unknown teacher mode"), (dict(seeds=[]), "at least one seed"),
+                         (dict(dataset="mnist"), "unknown dataset")]:
+        with pytest.raises(RunnerError, match=message):
+            GridSpec("default", **bad).check()
+
+
+def test_check_student_resolutions():
+    assert runner.check_student_resolutions([112, 28, 28]) == [112, 28]
+    with pytest.raises(RunnerError, match="below the teacher"):
+        runner.check_student_resolutions([224])
+    with pytest.raises(RunnerError, match="cannot serve"):
+        runner.check_student_resolutions([35])
 
 
 def test_load_only_without_cached_teacher(tmp_path, monkeypatch):
@@ -95,3 +149,8 @@ def test_load_only_without_cached_teacher(tmp_path, monkeypatch):
     assert proc.returncode == 2
     assert "no cached teacher" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_grid_spec_check_rejects_unknown_weights():
+    with pytest.raises(RunnerError, match="unknown weight"):
+        GridSpec("default", ["mlcak"], [28], [0], tiny=True, weights={"gama": 5.0}).check()

@@ -1,4 +1,4 @@
-"""The training loop (determinism, loss hook, early stopping) and the load-or-train cache."""
+"""The training loop: determinism, loss hook, early stopping (the load-or-train cache: tests/test_cache.py)."""
 
 import torch
 
@@ -74,30 +74,3 @@ def test_early_stopping_restores_best_weights():
 def test_schedule():
     lr = [T.warmup_cosine(s, 100, 10, 0.0) for s in range(100)]
     assert lr[0] == 0.1 and lr[9] == 1.0 and abs(lr[10] - 1.0) < 1e-9 and lr[-1] < 0.01
-
-
-def test_load_or_train_hit_miss_and_invalidation(tmp_path):
-    data = toy_split(32, resolutions=(28,), seed=5)
-    calls = []
-
-    def train_fn(model):
-        calls.append(1)
-        return T.fit(model, data, None, config=FAST.replace(epochs=1), progress=False)
-
-    cfg = {"data": "toy", "model": TINY, "train": FAST.as_dict()}
-    m1, h1, info1 = T.load_or_train("toy", cfg, _model, train_fn, cache_dir=tmp_path)
-    assert not info1["cache_hit"] and info1["path"].startswith("models/toy-") and len(calls) == 1
-    m2, h2, info2 = T.load_or_train("toy", cfg, _model, train_fn, cache_dir=tmp_path)
-    assert info2["cache_hit"] and info2["hash"] == info1["hash"] and len(calls) == 1
-    assert all(torch.equal(p, q) for p, q in zip(m1.state_dict().values(), m2.state_dict().values()))
-    assert h2[0]["train_loss"] == h1[0]["train_loss"] and not m2.training
-    _, _, info3 = T.load_or_train("toy", {**cfg, "train": FAST.replace(seed=1).as_dict()}, _model, train_fn, cache_dir=tmp_path)
-    assert not info3["cache_hit"] and info3["hash"] != info1["hash"] and len(calls) == 2
-    assert T.config_hash("toy", cfg, code="a") != T.config_hash("toy", cfg, code="b")
-
-
-def test_load_only_never_trains(tmp_path):
-    import pytest
-
-    with pytest.raises(T.CacheMiss):
-        T.load_or_train("absent", {"x": 1}, _model, lambda m: [], cache_dir=tmp_path, load_only=True)

@@ -7,7 +7,7 @@ Boxes carry their size in "mm" (side length in pixels at 224, i.e. 1 px = 1 mm h
 import torch
 
 from mlcak_lib.resize import area_resize
-from mlcak_lib.train import InMemorySplit
+from mlcak_lib.splits import InMemorySplit
 
 CLASS_NAMES = ["bright", "dark", "band"]
 

@@ -1,0 +1,167 @@
+"""The course's recipes: which model is trained on which data, how, and under which cache key (notebooks 04-06).
+
+* :func:`get_teacher` -- the high-resolution multi-task teacher, trained once and shared by
+  notebooks 04-06 (``teacher-<dataset>-<profile>`` in the model cache).
+* :func:`train_student` -- one low-resolution student of a :class:`~mlcak_lib.variants.Variant`
+  (``student-<dataset>-<profile>-<variant>-r<px>``), with the distillation objective of notebook 05
+  and, for the multi-task variants, the local head and objective of notebook 06.
+* :data:`TEACHER_TRAINING`, :data:`STUDENT_TRAINING` -- their optimisation settings per profile.
+
+Every cache key of a trained model is assembled here, from four parts: ``data``
+(:func:`mlcak_lib.dataswitch.data_description`), ``model`` (resolution, classes, architecture,
+local head), ``train`` (:class:`~mlcak_lib.train.TrainConfig`) and ``objective`` (the objective's
+``config()``). :func:`mlcak_lib.cache.load_or_train` adds the code fingerprint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from torch import nn
+
+from . import config as _config
+from .cache import CacheMiss, load_or_train
+from .dataswitch import data_description, dataset_class_names, get_splits, resolve_dataset
+from .distill import DistillObjective
+from .local_task import LocalObjective, require_boxes
+from .models import TEACHER_RESOLUTION, architecture, attach_local_head, build_student, build_teacher
+from .splits import InMemorySplit
+from .train import Objective, SupervisedObjective, TrainConfig, fit
+from .variants import Variant, get_variant
+
+__all__ = ["TEACHER_TRAINING", "STUDENT_TRAINING", "CacheMiss", "student_training", "get_teacher", "train_student"]
+
+#: Optimisation of the teacher per profile. Default: the budget that fits notebook 04's 3 minutes on 2 CPU
+#: cores (about 60k image passes); validation curves of the simulated data stay flat for several epochs
+#: before they rise, so patience is long. Chosen on the validation split (measurements in notebook 04).
+TEACHER_TRAINING: dict[str, TrainConfig] = {
+    "default": TrainConfig(epochs=20, batch_size=32, lr=2e-3, weight_decay=0.05, warmup_epochs=1.0, patience=8),
+    "full": TrainConfig(epochs=60, batch_size=128, lr=5e-4, weight_decay=0.05, warmup_epochs=5.0, patience=10),
+}
+
+#: Optimisation of the students per profile. Default: the same fixed budget for every variant (no early
+#: stop, so a slow starter such as the label-only baseline is not cut short); the epoch with the best
+#: validation score is kept.
+STUDENT_TRAINING: dict[str, TrainConfig] = {
+    "default": TrainConfig(epochs=10, batch_size=64, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0, patience=None),
+    "full": TrainConfig(epochs=60, batch_size=128, lr=5e-4, weight_decay=0.05, warmup_epochs=5.0, patience=10),
+}
+
+
+def student_training(profile: str | None = None) -> TrainConfig:
+    """The students' :class:`~mlcak_lib.train.TrainConfig` of a profile (:data:`STUDENT_TRAINING`)."""
+    return STUDENT_TRAINING[_config.get_profile(profile)]
+
+
+def _cache_config(data: Mapping[str, Any], model: Mapping[str, Any], cfg: TrainConfig, objective: Objective) -> dict:
+    """The configuration dict of a trained model's cache key (see the module docstring)."""
+    return {"data": dict(data), "model": dict(model), "train": cfg.as_dict(), "objective": objective.config()}
+
+
+def get_teacher(
+    profile: str | None = None,
+    seed: int = 0,
+    config: TrainConfig | None = None,
+    sizes: Mapping[str, int] | None = None,
+    progress: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    load_only: bool = False,
+    dataset: str | None = None,
+    **arch_overrides: Any,
+) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
+    """The course's high-resolution multi-task teacher, trained once and shared by notebooks 04-06.
+
+    Loads it from the cache when a teacher with the same data, architecture, training settings,
+    seed and code exists; otherwise reads the data (:func:`mlcak_lib.dataswitch.get_splits`), trains
+    with :func:`mlcak_lib.train.fit` (supervised objective, early stopping on the validation split)
+    and caches it. Returns ``(model, history, info)`` as :func:`mlcak_lib.cache.load_or_train` does;
+    ``load_only=True`` raises :class:`~mlcak_lib.cache.CacheMiss` instead of training. ``dataset``
+    (else ``MLCAK_DATASET``, else the simulator) selects the data; the name is resolved once here.
+    """
+    profile = _config.get_profile(profile)
+    dataset = resolve_dataset(dataset)
+    cfg = (config or TEACHER_TRAINING[profile]).replace(seed=seed)
+    arch = architecture(profile, **arch_overrides)
+    objective = SupervisedObjective()
+    names = dataset_class_names(dataset, profile)
+    model_desc = {"resolution": TEACHER_RESOLUTION, "num_classes": len(names), **arch}
+    cfg_dict = _cache_config(data_description(dataset, profile, seed, sizes), model_desc, cfg, objective)
+
+    def build() -> nn.Module:
+        return build_teacher(len(names), profile=profile, seed=seed, **arch_overrides)
+
+    def train(model: nn.Module) -> list[dict[str, Any]]:
+        data = get_splits((TEACHER_RESOLUTION,), profile=profile, seed=seed, splits=("train", "val"), sizes=sizes,
+                          dataset=dataset)
+        return fit(model, data["train"], data["val"], objective, cfg, progress=progress, desc="teacher")
+
+    return load_or_train(f"teacher-{dataset}-{profile}", cfg_dict, build, train, cache_dir, load_only=load_only)
+
+
+def train_student(
+    variant: str | Variant,
+    resolution: int,
+    splits: Mapping[str, InMemorySplit],
+    teacher: nn.Module | None = None,
+    teacher_info: Mapping[str, Any] | None = None,
+    profile: str | None = None,
+    seed: int = 0,
+    config: TrainConfig | None = None,
+    data_desc: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    arch_overrides: Mapping[str, Any] | None = None,
+    local_hidden: int | None = None,
+    **weights: float | None,
+) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
+    """Train (or load from the cache) one low-resolution student of ``variant``; returns ``(model, history, info)``.
+
+    ``splits``: ``{"train", "val"}`` :class:`~mlcak_lib.splits.InMemorySplit` holding the student's
+    ``resolution`` and the teacher's 224 px images. ``seed`` sets the student's initial weights and
+    batch order (the data and the teacher stay fixed). ``teacher_info`` is the ``info`` dict from
+    :func:`get_teacher` (its ``hash`` enters the student's cache key, so a new teacher means new
+    students). ``data_desc`` (required) describes the splits for the cache key:
+    :func:`mlcak_lib.dataswitch.data_description` of the splits' dataset, plus whatever you changed
+    (e.g. ``{"subset": ...}``), so that different splits never share a cached student; its
+    ``dataset`` names the cached file. ``weights`` override alpha/beta/gamma/levels/temperature/lambda_local of the variant.
+
+    Multi-task variants (``variant.uses_local``; notebook 06) get a local head
+    (:func:`mlcak_lib.models.attach_local_head`, ``local_hidden`` units or linear) and the objective
+    ``LocalObjective(DistillObjective(variant), lambda_local)``; they need boxes in the training
+    split (:class:`mlcak_lib.local_task.LocalTaskUnavailable` otherwise).
+    """
+    profile = _config.get_profile(profile)
+    cfg = (config or student_training(profile)).replace(seed=seed)
+    v = get_variant(variant, profile, **weights)
+    teacher_id = None
+    if v.uses_teacher:
+        if teacher is None:
+            raise ValueError(f"variant {v.name!r} needs a teacher")
+        teacher_id = str((teacher_info or {}).get("hash") or "unnamed-teacher")
+    objective: Objective = DistillObjective(teacher, v, profile=profile, teacher_id=teacher_id)
+    arch_overrides = dict(arch_overrides or {})
+    train_split, val_split = splits["train"], splits.get("val")
+    num_classes = len(train_split.class_names)
+    model_desc: dict[str, Any] = {"resolution": resolution, "num_classes": num_classes,
+                                  **architecture(profile, **arch_overrides)}
+    if v.uses_local:
+        require_boxes(train_split)
+        objective = LocalObjective(objective, lambda_local=v.lambda_local, profile=profile)
+        model_desc["local_head"] = {"hidden": local_hidden}
+    if data_desc is None:
+        raise ValueError("train_student needs data_desc, the description of the splits it gets "
+                         "(dataswitch.data_description(...) plus what you changed, e.g. a subset)")
+    data = dict(data_desc)
+    cfg_dict = _cache_config(data, model_desc, cfg, objective)
+
+    def build() -> nn.Module:
+        model = build_student(resolution, num_classes, profile=profile, seed=seed, **arch_overrides)
+        return attach_local_head(model, hidden=local_hidden) if v.uses_local else model
+
+    def train(model: nn.Module) -> list[dict[str, Any]]:
+        return fit(model, train_split, val_split, objective, cfg, resolution=resolution, progress=progress,
+                   desc=f"{v.name} @ {resolution}px")
+
+    name = f"student-{data.get('dataset', 'custom')}-{profile}-{v.name}-r{resolution}"
+    return load_or_train(name, cfg_dict, build, train, cache_dir)

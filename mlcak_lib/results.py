@@ -1,0 +1,203 @@
+"""Evaluation rows, the grid summary, tables and figures (notebooks 05 and 06; written by the runner).
+
+* :func:`flat_metrics` -- one trained model on one split as flat columns: headline AUROCs,
+  per-class AUROC, MLCT macro AUROC per lesion-size bin and the localization metrics.
+* Localization columns are named ``loc_<map>_<metric>[<stratum>]``; this module is the one place
+  that knows the scheme (:func:`loc_column`, :data:`LOC_MAPS`, :data:`LOC_METRICS`).
+* :func:`summarize_grid` -- a runner CSV as mean ± std per variant × resolution with the **gap
+  recovered**; :func:`markdown_table`, :func:`localization_summary`, :func:`plot_grid` present it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from .local_task import has_boxes
+from .localization import model_localization
+from .metrics import SIZE_BINS, evaluate
+from .splits import InMemorySplit
+from .variants import VARIANT_NAMES
+
+#: Headline metrics, in table order: column name -> label.
+METRICS: dict[str, str] = {"mcct_auroc": "MCCT AUROC", "mlct_macro_auroc": "MLCT macro AUROC"}
+#: Localization maps in the CSV: column prefix -> (``model_localization`` map name, label).
+LOC_MAPS: dict[str, tuple[str, str]] = {"rollout": ("attention:rollout", "attention rollout"),
+                                        "local": ("local-head", "local head")}
+LOC_METRICS: tuple[str, ...] = ("token_auroc", "pointing", "iou", "mass_in_box")
+LOC_STRATA: tuple[str, ...] = ("all", *(label for label, _, _ in SIZE_BINS))
+
+
+def loc_column(map_prefix: str, metric: str, stratum: str = "all") -> str:
+    """The CSV column of a localization metric: ``loc_<map>_<metric>[<stratum>]`` (e.g. ``loc_rollout_pointing[all]``)."""
+    if map_prefix not in LOC_MAPS or metric not in LOC_METRICS or stratum not in LOC_STRATA:
+        raise ValueError(f"no localization column for map {map_prefix!r}, metric {metric!r}, stratum {stratum!r}; "
+                         f"maps {list(LOC_MAPS)}, metrics {list(LOC_METRICS)}, strata {list(LOC_STRATA)}")
+    return f"loc_{map_prefix}_{metric}[{stratum}]"
+
+
+def flat_localization(model: nn.Module, split: InMemorySplit, resolution: int) -> dict[str, float]:
+    """Localization metrics (any-lesion channel) as flat :func:`loc_column` columns.
+
+    Maps: ``rollout`` (class-token attention rollout, every model) and ``local`` (the local head,
+    multi-task students only); metrics of :func:`mlcak_lib.localization.localization_report`;
+    strata ``all`` and the lesion-size bins. Empty when the split has no boxes.
+    """
+    if not has_boxes(split):
+        return {}
+    df = model_localization(model, split, resolution, attention=("rollout",))
+    df = df[df["channel"] == "any"]
+    row: dict[str, float] = {}
+    for prefix, (name, _) in LOC_MAPS.items():
+        for _, r in df[df["map"] == name].iterrows():
+            row[loc_column(prefix, r["metric"], r["stratum"])] = float(r["value"])
+    return row
+
+
+def flat_metrics(model: nn.Module, split: InMemorySplit, resolution: int) -> dict[str, Any]:
+    """Test metrics as flat columns: headline AUROCs, per-class AUROC, macro AUROC per size bin,
+    and the localization metrics (:func:`flat_localization`)."""
+    res = evaluate(model, split, resolution)
+    row: dict[str, Any] = {"mcct_auroc": res["mcct_auroc"], "mlct_macro_auroc": res["mlct_macro_auroc"], "score": res["score"]}
+    for name, value in res["mlct_auroc"].items():
+        row[f"auroc[{name}]"] = value
+    by_size = res.get("by_size")
+    for label, _, _ in SIZE_BINS:
+        values = by_size.loc[by_size["size_bin"] == label, "auroc"] if by_size is not None and len(by_size) else []
+        values = np.asarray(values, dtype=float)
+        values = values[~np.isnan(values)]
+        row[f"auroc_size[{label}]"] = float(values.mean()) if len(values) else float("nan")
+    row.update(flat_localization(model, split, resolution))
+    return row
+
+
+# --------------------------------------------------------------------------------------------
+# The grid summary
+# --------------------------------------------------------------------------------------------
+
+def gap_recovered(student: float, baseline: float, teacher: float) -> float:
+    """``(student - baseline) / (teacher - baseline)``; NaN when the teacher is not above the baseline."""
+    denom = teacher - baseline
+    if not np.isfinite(denom) or denom <= 0:
+        return float("nan")
+    return (student - baseline) / denom
+
+
+def summarize_grid(csv: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Per (variant, resolution): seeds, mean and std of every AUROC and localization column, and the gap recovered.
+
+    ``csv``: a path to a runner CSV or its DataFrame. Columns: ``variant``, ``resolution``,
+    ``n_seeds``, ``<metric>_mean`` / ``<metric>_std`` for every ``*auroc*`` and ``loc_*`` column, and
+    ``gap_<metric>`` for the two headline metrics (means of the student and of the baseline at
+    the same resolution, teacher from the teacher row). The teacher is the row with variant
+    ``teacher`` (std 0, gap 1 by definition: NaN is written instead to avoid a misleading 100 %).
+    """
+    df = pd.read_csv(csv) if not isinstance(csv, pd.DataFrame) else csv.copy()
+    cols = [c for c in df.columns if ("auroc" in c or c.startswith("loc_")) and not c.startswith("teacher_")]
+    g = df.groupby(["variant", "resolution"], sort=False)
+    table = g[cols].agg(["mean", "std"])
+    table.columns = [f"{c}_{stat}" for c, stat in table.columns]
+    table.insert(0, "n_seeds", g["seed"].nunique())
+    table = table.reset_index()
+    teacher = df[df["variant"] == "teacher"]
+    for metric in METRICS:
+        t = float(teacher[metric].mean()) if len(teacher) else float("nan")
+        base = table[table["variant"] == "baseline"].set_index("resolution")[f"{metric}_mean"]
+        table[f"gap_{metric}"] = [
+            gap_recovered(row[f"{metric}_mean"], float(base.get(row["resolution"], np.nan)), t)
+            if row["variant"] != "teacher" else float("nan")
+            for _, row in table.iterrows()
+        ]
+    order = {v: i for i, v in enumerate(["teacher", *VARIANT_NAMES])}
+    table["_o"] = table["variant"].map(lambda v: order.get(v, len(order)))
+    table = table.sort_values(["_o", "resolution"], ascending=[True, False]).drop(columns="_o").reset_index(drop=True)
+    return table
+
+
+def _pm(mean: float, std: float) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.3f} ± {std:.3f}" if np.isfinite(std) else f"{mean:.3f}"
+
+
+def localization_summary(table: pd.DataFrame, stratum: str = "all") -> pd.DataFrame:
+    """Localization metrics (any lesion) per model and map, ``mean ± std`` over seeds, from :func:`summarize_grid`."""
+    rows = []
+    for _, r in table.iterrows():
+        for prefix, (_, label) in LOC_MAPS.items():
+            cols = [loc_column(prefix, m, stratum) for m in LOC_METRICS]
+            if not np.isfinite(r.get(f"{cols[0]}_mean", np.nan)):
+                continue
+            rows.append({"model": r["variant"], "px": r["resolution"], "map": label,
+                         **{m: _pm(r[f"{c}_mean"], r[f"{c}_std"]) for m, c in zip(LOC_METRICS, cols)}})
+    return pd.DataFrame(rows, columns=["model", "px", "map", *LOC_METRICS])
+
+
+def markdown_table(table: pd.DataFrame, title: str | None = None) -> str:
+    """The summary as markdown: mean ± std per variant x resolution, the gap recovered and localization."""
+    lines = [f"# {title}", ""] if title else []
+    lines += ["| variant | px | seeds | MCCT AUROC | gap MCCT | MLCT macro AUROC | gap MLCT | < 10 mm | 10-20 mm | >= 20 mm |",
+              "|---|---:|---:|---|---:|---|---:|---|---|---|"]
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.0f} %" if np.isfinite(x) else "–"
+
+    for _, row in table.iterrows():
+        size = [_pm(row.get(f"auroc_size[{b}]_mean", np.nan), row.get(f"auroc_size[{b}]_std", np.nan))
+                for b, _, _ in SIZE_BINS]
+        lines.append(f"| {row['variant']} | {row['resolution']} | {row['n_seeds']} | "
+                     f"{_pm(row['mcct_auroc_mean'], row['mcct_auroc_std'])} | {pct(row['gap_mcct_auroc'])} | "
+                     f"{_pm(row['mlct_macro_auroc_mean'], row['mlct_macro_auroc_std'])} | {pct(row['gap_mlct_macro_auroc'])} | "
+                     + " | ".join(size) + " |")
+    lines += ["", "Gap recovered = (AUROC_student − AUROC_baseline) / (AUROC_teacher − AUROC_baseline), "
+              "on means over seeds at the same resolution. Size columns: MLCT macro AUROC per lesion-size bin.", ""]
+    shown = [("rollout", "pointing"), ("rollout", "mass_in_box"), ("local", "token_auroc"), ("local", "pointing")]
+    if any(f"{loc_column(m, k)}_mean" in table.columns for m, k in shown):
+        lines += ["## Localization (any lesion, test split)", "",
+                  "| variant | px | attention: pointing | attention: mass in boxes | local head: token AUROC | local head: pointing |",
+                  "|---|---:|---|---|---|---|"]
+        for _, row in table.iterrows():
+            cells = [_pm(row.get(f"{loc_column(m, k)}_mean", np.nan), row.get(f"{loc_column(m, k)}_std", np.nan))
+                     for m, k in shown]
+            lines.append(f"| {row['variant']} | {row['resolution']} | " + " | ".join(cells) + " |")
+        lines += ["", "Attention: class-token attention rollout on the 7×7 token grid; local head: the any-lesion map "
+                  "of the multi-task students. Pointing game with a one-token tolerance (notebook 06).", ""]
+    return "\n".join(lines)
+
+
+def plot_grid(table: pd.DataFrame, path: str | os.PathLike | None = None, title: str | None = None):
+    """AUROC vs resolution per variant (mean ± std error bars), teacher as a dashed line; returns the figure."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    teacher = table[table["variant"] == "teacher"]
+    students = table[table["variant"] != "teacher"]
+    resolutions = sorted(students["resolution"].unique())
+    names = list(dict.fromkeys(students["variant"]))
+    for ax, (metric, label) in zip(axes, METRICS.items()):
+        for k, v in enumerate(names):
+            sub = students[students["variant"] == v].sort_values("resolution")
+            offset = (k - (len(names) - 1) / 2) * 0.04
+            x = np.log2(np.asarray(sub["resolution"], dtype=float)) + offset  # log2 axis drawn linearly: NaN-safe
+            ax.errorbar(x, sub[f"{metric}_mean"], yerr=sub[f"{metric}_std"].fillna(0), marker="o", capsize=3, label=v)
+        if len(teacher) and np.isfinite(float(teacher[f"{metric}_mean"].iloc[0])):
+            ax.axhline(float(teacher[f"{metric}_mean"].iloc[0]), color="k", ls="--", lw=1, label="teacher (224 px)")
+        ax.set_xticks(np.log2(np.asarray(resolutions, dtype=float)))
+        ax.set_xticklabels([str(r) for r in resolutions])
+        ax.set_xlabel("student input resolution (px)")
+        ax.set_ylabel(f"test {label}")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
