@@ -34,7 +34,7 @@ Pipeline (the same for every patient)
    its real label map instead (TotalSegmentator-style, shipped in the wheel).
 4. Sharpness matching: every volume is blurred with a Gaussian so that its effective resolution
    reaches ``TARGET_SIGMA_MM`` along each axis (the coarsest patient's measured edge sigma, see
-   ``measure``), so projections of all patients are equally sharp (a classifier must not tell the
+   ``edge_sigma``: lungdx_a0002 along z, 3.9 mm on the common grid), so projections of all patients are equally sharp (a classifier must not tell the
    patients apart by blur). The blur added per axis is ``sqrt(target^2 - measured^2)``.
 5. For each view in ``VIEWS`` (small rotations, as in ``build_ct_asset``) project along the
    anterior-posterior axis (parallel beam) and sample onto the common square display grid:
