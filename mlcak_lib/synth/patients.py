@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..manifest import ManifestError, read_manifest, verify_file
+from .asset import AssetError
+
 PATIENTS: tuple[str, ...] = ("lidc0001", "lungdx_a0001", "lungdx_a0002", "cip_ct64", "cip_testinput")
 PATIENT_DIR = Path(__file__).resolve().parent.parent / "data" / "patients"
 CHANNELS: tuple[str, ...] = ("p", "lung_mm", "heart_mm", "aorta_mm", "body_mm2", "bone_mm", "labels")
@@ -42,9 +45,6 @@ def patient_path(patient_id: str) -> Path:
 
 def verify_patient(patient_id: str) -> Path:
     """Check the asset's size and sha256 against its manifest row; raise ``AssetError`` saying how to fix it."""
-    from ..manifest import ManifestError, read_manifest, verify_file
-    from .asset import AssetError
-
     path = patient_path(patient_id)
     try:
         entry = next((e for e in read_manifest() if e.id == manifest_id(patient_id)), None)
