@@ -57,16 +57,34 @@ def lung_field_fraction(lung_mask: np.ndarray) -> float:
     return float(m.mean())
 
 
-def _max_row_width(mask: np.ndarray) -> int:
-    """Largest ``last - first + 1`` column span of the True pixels over the rows of ``mask``."""
+def _widest_row(mask: np.ndarray) -> tuple[int, int, int] | None:
+    """``(row, first column, last column)`` of the row whose True pixels span the most columns."""
     rows = np.flatnonzero(mask.any(axis=1))
     if len(rows) == 0:
-        return 0
+        return None
     sub = mask[rows]
-    n = sub.shape[1]
     first = np.argmax(sub, axis=1)
-    last = n - 1 - np.argmax(sub[:, ::-1], axis=1)
-    return int((last - first + 1).max())
+    last = sub.shape[1] - 1 - np.argmax(sub[:, ::-1], axis=1)
+    k = int(np.argmax(last - first))
+    return int(rows[k]), int(first[k]), int(last[k])
+
+
+def ctr_geometry(heart_mask: np.ndarray, thorax_mask: np.ndarray) -> dict[str, tuple[int, ...]] | None:
+    """The two diameters of :func:`cardiothoracic_ratio`, in pixels (to draw them).
+
+    ``heart_cols``: first and last column of the heart silhouette (MRD + MLD); ``thorax``:
+    ``(row, first column, last column)`` of the widest row of ``thorax_mask``. None when either mask
+    is empty.
+    """
+    heart = np.asarray(heart_mask, dtype=bool)
+    thorax = np.asarray(thorax_mask, dtype=bool)
+    if heart.ndim != 2 or heart.shape != thorax.shape:
+        raise ValueError(f"masks must be 2-D and of one shape, got {heart.shape} and {thorax.shape}")
+    cols = np.flatnonzero(heart.any(axis=0))
+    widest = _widest_row(thorax)
+    if len(cols) == 0 or widest is None:
+        return None
+    return {"heart_cols": (int(cols[0]), int(cols[-1])), "thorax": widest}
 
 
 def cardiothoracic_ratio(heart_mask: np.ndarray, thorax_mask: np.ndarray) -> float:
@@ -79,17 +97,13 @@ def cardiothoracic_ratio(heart_mask: np.ndarray, thorax_mask: np.ndarray) -> flo
     inner rib margins *on one row*, here the widest single-row span of ``thorax_mask`` (a lung mask
     works: the outer lung margins are the inner rib margins; the gap between the lungs is spanned).
     Pixel widths cancel, so no pixel size is needed. Normal adults: < 0.5. Returns NaN when either
-    mask is empty.
+    mask is empty. :func:`ctr_geometry` gives the two diameters' positions.
     """
-    heart = np.asarray(heart_mask, dtype=bool)
-    thorax = np.asarray(thorax_mask, dtype=bool)
-    if heart.ndim != 2 or heart.shape != thorax.shape:
-        raise ValueError(f"masks must be 2-D and of one shape, got {heart.shape} and {thorax.shape}")
-    cols = np.flatnonzero(heart.any(axis=0))
-    width_t = _max_row_width(thorax)
-    if len(cols) == 0 or width_t == 0:
+    g = ctr_geometry(heart_mask, thorax_mask)
+    if g is None:
         return float("nan")
-    return float((cols[-1] - cols[0] + 1) / width_t)
+    (h0, h1), (_, t0, t1) = g["heart_cols"], g["thorax"]
+    return float((h1 - h0 + 1) / (t1 - t0 + 1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,7 +224,7 @@ def noise_power_spectrum(image: np.ndarray, pixel_mm: float, patch: int = 32, ov
         raise ValueError(f"patch must be in 8..{min(x.shape)} pixels, got {patch}")
     if not 0 < flat_fraction <= 1 or not 0 <= overlap < 1:
         raise ValueError(f"need 0 < flat_fraction <= 1 and 0 <= overlap < 1, got {flat_fraction}, {overlap}")
-    step = max(1, int(round(patch * (1 - overlap))))
+    step = max(1, round(patch * (1 - overlap)))
     m = None if mask is None else np.asarray(mask, dtype=bool)
     basis = _poly_basis(patch, detrend_order)
     proj = basis @ np.linalg.pinv(basis)  # projector onto the polynomials
@@ -224,7 +238,7 @@ def noise_power_spectrum(image: np.ndarray, pixel_mm: float, patch: int = 32, ov
     if not resid:
         raise ValueError("no ROI fits inside the mask: use a smaller patch or a larger mask")
     resid = np.stack(resid)
-    keep = max(1, int(round(flat_fraction * len(resid))))
+    keep = max(1, round(flat_fraction * len(resid)))
     flat = resid[np.argsort(resid.var(axis=1), kind="stable")[:keep]].reshape(keep, patch, patch)
     f = np.fft.fft2(flat)
     nps2 = (f.real ** 2 + f.imag ** 2).mean(axis=0) * pixel_mm ** 2 / patch ** 2
@@ -311,7 +325,7 @@ def patient_from_sharpness_accuracy(stats: np.ndarray, patient_ids: np.ndarray, 
     folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
     scores = cross_val_score(GaussianNB(), x, y, cv=folds)
     return {"accuracy": float(scores.mean()), "accuracy_sd": float(scores.std()),
-            "chance": float(counts.max() / counts.sum()), "n": int(len(y)), "n_patients": int(len(counts))}
+            "chance": float(counts.max() / counts.sum()), "n": len(y), "n_patients": len(counts)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """mlcak_lib.realism: every measure on inputs whose answer is known, then RG1 as the reference."""
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
@@ -9,6 +11,7 @@ from mlcak_lib.realism import (
     RIB_BAND_CPMM,
     band_energy_fraction,
     cardiothoracic_ratio,
+    ctr_geometry,
     directional_power_ratio,
     intensity_histogram_distance,
     lung_field_fraction,
@@ -68,12 +71,15 @@ def test_cardiothoracic_ratio_uses_one_row_for_the_thorax_and_the_full_span_for_
     heart[50, 30:40] = True  # right border at row 50 ...
     heart[60, 45:60] = True  # ... left border at row 60: MRD + MLD spans columns 30..59 = 30 px
     assert cardiothoracic_ratio(heart, thorax) == pytest.approx(30 / 40)
+    g = ctr_geometry(heart, thorax)
+    assert g["heart_cols"] == (30, 59) and g["thorax"] == (10, 10, 49)  # first widest row
 
 
 def test_cardiothoracic_ratio_edge_cases():
     heart, thorax = _thorax_and_heart()
     assert np.isnan(cardiothoracic_ratio(np.zeros_like(heart), thorax))
     assert np.isnan(cardiothoracic_ratio(heart, np.zeros_like(thorax)))
+    assert ctr_geometry(np.zeros_like(heart), thorax) is None
     with pytest.raises(ValueError):
         cardiothoracic_ratio(heart, thorax[:100])
 
@@ -89,7 +95,7 @@ def test_radial_power_spectrum_peaks_at_a_grating_frequency():
 
 def test_radial_power_spectrum_of_white_noise_is_flat_at_variance_times_pixel_area():
     sd, mm = 0.1, 0.5
-    f, p = radial_power_spectrum(_noise(256, sd), mm)
+    _f, p = radial_power_spectrum(_noise(256, sd), mm)
     level = sd ** 2 * mm ** 2
     assert np.mean(p[2:]) == pytest.approx(level, rel=0.05)
     for chunk in np.array_split(p[2:], 4):  # low to high frequencies: flat
@@ -149,7 +155,7 @@ def test_noise_power_spectrum_detrends_smooth_anatomy_and_respects_the_mask():
 
 def test_noise_power_spectrum_of_correlated_noise_falls_with_frequency():
     blurred = gaussian_filter(_noise(256), 1.0)
-    f, nps = noise_power_spectrum(blurred, 1.0, flat_fraction=1.0)
+    _f, nps = noise_power_spectrum(blurred, 1.0, flat_fraction=1.0)
     assert nps[2] > 10 * nps[-1]
 
 
@@ -175,7 +181,7 @@ def test_intensity_histogram_distance():
 def test_sharpness_statistic_orders_by_blur_and_ignores_grey_scale():
     sharp = _noise(128)
     values = [sharpness_statistic(gaussian_filter(sharp, s)) for s in (0.0, 0.5, 1.0, 2.0)]
-    assert all(a > b for a, b in zip(values, values[1:]))
+    assert all(a > b for a, b in itertools.pairwise(values))
     assert sharpness_statistic(sharp) == pytest.approx(sharpness_statistic(0.5 * sharp + 0.2))
     # white noise: the ratio of the frequencies counted in the two rings (0.25-0.5, 0.0625-0.25 cycles/pixel)
     f = np.fft.fftfreq(256)
