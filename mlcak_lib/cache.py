@@ -59,7 +59,7 @@ MODEL_CODE: tuple[str, ...] = (
 #: Modules that cannot change a trained model: presentation, settings, evaluation, the runner and the
 #: real-data adapters (whose source enters real-data keys through :func:`source_hash` instead).
 NOT_MODEL_CODE: tuple[str, ...] = (
-    "__init__", "cache", "config", "cost", "course", "envinfo", "localization", "manifest", "realdata",
+    "__init__", "cache", "config", "cost", "course", "envinfo", "localization", "manifest", "realdata", "realism",
     "resolution_loss", "results", "runner", "threads", "viz",
 )
 #: What the simulator's disk cache (layer 2) depends on besides its settings.
