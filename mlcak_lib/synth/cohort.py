@@ -6,6 +6,7 @@ are those of the single-patient simulator), then views, anatomy, lesions and acq
 
 * **Assets**: ``mlcak_lib/data/patients/<id>.npz`` (:mod:`.patients`), prepared into the same
   :class:`~.asset.View` objects as the default asset, lazily (the patient's first image) and cached.
+* **Body path**: ``body_mm2`` minus the lungs' path, the default asset's meaning (HU > -500).
 * **Frame**: the film is kept inside the rows/columns the CT really covers (``meta['ct_rows']`` /
   ``['ct_cols']``): it is shifted inside them and, where the CT is too short or narrow for the
   planned field of view, shrunk (the pixel size in mm follows), so replicated end slices and the
@@ -70,6 +71,10 @@ def textures() -> np.ndarray:
 def load_patient_asset(patient_id: str) -> PatientAsset:
     """Load (once per process, checksum verified) and prepare one patient's views."""
     arrays, meta = load_patient(patient_id)
+    # the generator's soft-tissue term expects the default asset's body path (HU > -500, lungs excluded);
+    # the patient assets' body_mm2 runs through the whole body outline (lungs included): subtract the lungs
+    body = arrays["body_mm2"].astype(np.int16) - (arrays["lung_mm"].astype(np.int16) + 1) // 2
+    arrays = dict(arrays, body_mm2=np.clip(body, 0, 255).astype(np.uint8))
     pixel_mm = float(arrays["pixel_mm"].reshape(-1)[0])
     views = tuple(_prepare_view(arrays, v, pixel_mm, meta["groups"]) for v in range(arrays["p"].shape[0]))
     findings = []
