@@ -29,7 +29,15 @@ from ..resize import area_weights
 from ..threads import single_thread_blas
 from ..tokens import DEFAULT_MIN_FRACTION, boxes_to_token_map
 from .asset import load_asset
-from .cohort import DEFAULT_PATIENT, PatientAsset, fit_frame, known_instances, load_patient_asset, pick_patient, textures
+from .cohort import (
+    DEFAULT_PATIENT,
+    PatientAsset,
+    fit_frame,
+    known_instances,
+    load_patient_asset,
+    pick_patient,
+    textures,
+)
 from .config import SPLITS, SynthConfig, vindr_relative_sizes
 from .lesions import MODELS, Canvas
 
