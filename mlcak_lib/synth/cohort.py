@@ -104,25 +104,23 @@ def fit_frame(fr: np.ndarray, fc: np.ndarray, fov: float, rows: tuple[int, int],
               cols: tuple[int, int]) -> float:
     """Move (in place) the film's sampling positions inside the covered ``rows``/``cols``; if they span
     more than the CT covers, shrink them about their middle first. Returns the new field of view (mm)."""
-    k = 1.0
-    for f, (lo, hi) in ((fr, rows), (fc, cols)):
-        span = float(f.max() - f.min())
-        if span > hi - lo:
-            k = min(k, (hi - lo) / span)
-    if k < 1.0:
-        for f in (fr, fc):
-            mid = 0.5 * float(f.max() + f.min())
+    ext = [(float(f.min()), float(f.max())) for f in (fr, fc)]
+    k = min([1.0] + [(hi - lo) / (b - a) for (a, b), (lo, hi) in zip(ext, (rows, cols)) if b - a > hi - lo])
+    for f, (a, b), (lo, hi) in zip((fr, fc), ext, (rows, cols)):
+        mid = 0.5 * (a + b)
+        if k < 1.0:
             f -= mid
             f *= k
             f += mid
-    for f, (lo, hi) in ((fr, rows), (fc, cols)):
-        below, above = lo - float(f.min()), float(f.max()) - hi
-        if below > 0:
-            f += below
-        elif above > 0:
-            f -= above
-        np.clip(f, lo, hi, out=f)
+            a, b = mid + k * (a - mid), mid + k * (b - mid)
+        if a < lo:
+            f += lo - a
+        elif b > hi:
+            f -= b - hi
     return fov * k
+
+
+_STEP = 4  # coarse grid that finds a known finding's window in the film
 
 
 def known_instances(patient: PatientAsset, view: int, fr: np.ndarray, fc: np.ndarray, cv: Canvas) -> list:
@@ -132,12 +130,23 @@ def known_instances(patient: PatientAsset, view: int, fr: np.ndarray, fc: np.nda
     mask of the ellipse inscribed in the recorded box follows the film's affine and elastic warp exactly;
     the box is the mask's (as for the simulated lesions). A finding outside the frame is not seen."""
     out = []
+    S = fr.shape[0]
     for f in patient.findings:
         x0, y0, x1, y1 = (float(v) for v in f.boxes[view])
+        # window: coarse-grid pixels inside the recorded box, widened by one coarse step (smooth warp)
+        cr, cc = fr[::_STEP, ::_STEP] + 0.5, fc[::_STEP, ::_STEP] + 0.5
+        hit = np.flatnonzero(((cr >= y0) & (cr < y1) & (cc >= x0) & (cc < x1)).ravel())
+        if len(hit):
+            r, c = np.divmod(hit, cr.shape[1])
+            r0, r1 = max(int(r.min()) - 1, 0) * _STEP, min((int(r.max()) + 2) * _STEP, S)
+            c0, c1 = max(int(c.min()) - 1, 0) * _STEP, min((int(c.max()) + 2) * _STEP, S)
+        else:  # smaller than the coarse grid (or outside the frame): look everywhere
+            r0, r1, c0, c1 = 0, S, 0, S
         ax, ay = max(0.5 * (x1 - x0), 0.5), max(0.5 * (y1 - y0), 0.5)
-        dx = (fc + (0.5 - 0.5 * (x0 + x1))) / ax
-        dy = (fr + (0.5 - 0.5 * (y0 + y1))) / ay
-        mask = dx * dx + dy * dy <= 1.0
+        dx = (fc[r0:r1, c0:c1] + (0.5 - 0.5 * (x0 + x1))) / ax
+        dy = (fr[r0:r1, c0:c1] + (0.5 - 0.5 * (y0 + y1))) / ay
+        mask = np.zeros((S, S), bool)
+        mask[r0:r1, c0:c1] = dx * dx + dy * dy <= 1.0
         inst = _instance(cv, mask, size_mm=f.size_mm, clean=False)
         if inst is not None:
             out.append((f.cls, inst))
