@@ -8,7 +8,8 @@ Five layers keep work from being done twice. Every key is built with this module
    every module in :data:`MODEL_CODE`). Invalidated by any change of either. Names carry the
    dataset: ``teacher-<dataset>-<profile>``, ``student-<dataset>-<profile>-<variant>-r<px>``.
 2. **Simulated images** (``datasets.SynthCXRDataset``): ``<cache>/synth/<key>/`` (float16 images +
-   labels) with key = ``SynthConfig.config_hash()`` + :func:`simulator_fingerprint` (the source
+   labels) with key = ``SynthConfig.config_hash()`` (with ``patients`` set, it covers the patient assets'
+   checksums too) + :func:`simulator_fingerprint` (the source
    of :data:`SIMULATOR_CODE` and the reference table it reads) + split, seed and size. Editing the simulator can never serve stale
    images.
 3. **Converted real images** (``mlcak-preprocess``, ``realdata.common``): one ``.npz`` per image

@@ -3,7 +3,8 @@
 Every item is a dict (see CONTRIBUTING.md, "The sample contract"): ``image`` float32 ``[1, H, H]``,
 ``lowres`` ``{r: [1, r, r]}`` made with :func:`mlcak_lib.resize.area_resize`, ``mlct`` float32
 ``[C]``, ``mcct`` int64 scalar, ``boxes`` float32 ``[K, 4]``, ``box_labels`` int64 ``[K]``,
-``box_mm`` float32 ``[K]``, ``index`` int; optionally ``token_map`` float32 ``[C, g, g]``.
+``box_mm`` float32 ``[K]``, ``index`` int; optionally ``token_map`` float32 ``[C, g, g]`` and, for a
+simulator drawing from several patients (``SynthConfig(patients=...)``), ``patient`` str.
 Use :func:`collate_with_boxes` in DataLoaders.
 
 :class:`SynthCXRDataset` wraps the simulator (:mod:`mlcak_lib.synth`). Split sizes per profile
@@ -40,7 +41,8 @@ def generate_split(split: str = "train", size: int | None = None, seed: int = 0,
     """Generate a whole split as stacked NumPy arrays.
 
     Returns ``images`` float32 ``[N, S, S]``, ``mlct`` float32 ``[N, C]``, ``mcct`` int64 ``[N]`` and
-    lists ``boxes``, ``box_labels``, ``box_mm`` (one array per image), plus ``class_names``.
+    lists ``boxes``, ``box_labels``, ``box_mm`` (one array per image) and ``patient`` (one id per image),
+    plus ``class_names``.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -50,7 +52,7 @@ def generate_split(split: str = "train", size: int | None = None, seed: int = 0,
     images = np.empty((n, S, S), np.float32)
     mlct = np.zeros((n, len(sim.class_names)), np.float32)
     mcct = np.zeros(n, np.int64)
-    boxes, labels, mms = [], [], []
+    boxes, labels, mms, patients = [], [], [], []
     it = range(n)
     if progress:
         it = tqdm(it, desc=f"simulating {split}", leave=False)
@@ -62,8 +64,9 @@ def generate_split(split: str = "train", size: int | None = None, seed: int = 0,
         boxes.append(s["boxes"])
         labels.append(s["box_labels"])
         mms.append(s["box_mm"])
+        patients.append(s["patient"])
     return {"images": images, "mlct": mlct, "mcct": mcct, "boxes": boxes, "box_labels": labels,
-            "box_mm": mms, "class_names": list(sim.class_names)}
+            "box_mm": mms, "patient": patients, "class_names": list(sim.class_names)}
 
 
 class SynthCXRDataset(Dataset):
@@ -119,7 +122,8 @@ class SynthCXRDataset(Dataset):
             np.save(tmp, data["images"].astype(np.float16))
             tmp.replace(folder / "images.npy")
             meta = {k: [a.tolist() for a in data[k]] for k in ("boxes", "box_labels", "box_mm")}
-            meta.update(mlct=data["mlct"].tolist(), mcct=data["mcct"].tolist(), class_names=data["class_names"])
+            meta.update(mlct=data["mlct"].tolist(), mcct=data["mcct"].tolist(), class_names=data["class_names"],
+                        patient=data["patient"])
             (folder / "labels.tmp.json").write_text(json.dumps(meta))
             (folder / "labels.tmp.json").replace(done)
         meta = json.loads(done.read_text())
@@ -130,6 +134,7 @@ class SynthCXRDataset(Dataset):
             "boxes": [np.asarray(b, np.float32).reshape(-1, 4) for b in meta["boxes"]],
             "box_labels": [np.asarray(b, np.int64) for b in meta["box_labels"]],
             "box_mm": [np.asarray(b, np.float32) for b in meta["box_mm"]],
+            "patient": list(meta["patient"]),
         }
 
     def _sample(self, index: int) -> dict:
@@ -139,7 +144,8 @@ class SynthCXRDataset(Dataset):
             st = self._store
             return {"image": np.asarray(st["images"][index], np.float32), "mlct": st["mlct"][index],
                     "mcct": int(st["mcct"][index]), "boxes": st["boxes"][index],
-                    "box_labels": st["box_labels"][index], "box_mm": st["box_mm"][index]}
+                    "box_labels": st["box_labels"][index], "box_mm": st["box_mm"][index],
+                    "patient": st["patient"][index]}
         return self.sim.generate(index, self.split, self.seed, keep_masks=False)
 
     # ------------------------------------------------------------ Dataset API
@@ -164,6 +170,8 @@ class SynthCXRDataset(Dataset):
             "box_mm": torch.as_tensor(s["box_mm"], dtype=torch.float32).reshape(-1),
             "index": index,
         }
+        if self.config.patients is not None:  # optional key of the sample contract
+            item["patient"] = s["patient"]
         if self.token_grid is not None:
             item["token_map"] = torch.from_numpy(boxes_to_token_map(
                 s["boxes"], s["box_labels"], self.image_size, self.token_grid, len(self.class_names)))
@@ -173,7 +181,7 @@ class SynthCXRDataset(Dataset):
         """The whole split in memory as tensors (fast path for training loops).
 
         Returns ``images`` ``[N, 1, S, S]``, ``lowres`` ``{r: [N, 1, r, r]}``, ``mlct`` ``[N, C]``,
-        ``mcct`` ``[N]`` and lists ``boxes``, ``box_labels``, ``box_mm`` (tensors per image);
+        ``mcct`` ``[N]`` and lists ``boxes``, ``box_labels``, ``box_mm`` (tensors per image), ``patient`` (ids);
         with ``token_grid`` also ``token_map`` ``[N, C, g, g]``.
         """
         res = self.resolutions if resolutions is None else check_resolutions(resolutions, self.image_size)
@@ -190,6 +198,7 @@ class SynthCXRDataset(Dataset):
             "boxes": [torch.as_tensor(b, dtype=torch.float32).reshape(-1, 4) for b in st["boxes"]],
             "box_labels": [torch.as_tensor(b, dtype=torch.int64) for b in st["box_labels"]],
             "box_mm": [torch.as_tensor(b, dtype=torch.float32) for b in st["box_mm"]],
+            "patient": list(st["patient"]),
             "class_names": list(self.class_names),
         }
         if self.token_grid is not None:

@@ -7,15 +7,19 @@ Quick use::
     sample = sim.generate(0, split="train", seed=0)
 
 ``SynthConfig.vindr_calibrated()`` gives the VinDr-CXR frequencies instead (70.7 % "No finding").
+``SynthConfig(patients="by_patient")`` draws the films from five patients, split by patient
+(``PATIENT_SPLITS``, ``leave_one_out(k)``; :mod:`.cohort`).
 It is a simulator, not a clinical dataset.
 """
 
 from .asset import AssetError, load_asset, verify_asset
-from .config import DEFAULT_PREVALENCE, LESION_CLASSES, SMALL_CLASSES, SPLITS, SynthConfig
+from .config import (
+    DEFAULT_PREVALENCE, LESION_CLASSES, PATIENT_SPLITS, SMALL_CLASSES, SPLITS, SynthConfig, leave_one_out,
+)
 from .generator import SynthCXR
 from .gallery import gallery, label_frequency_table
 
 __all__ = [
-    "AssetError", "DEFAULT_PREVALENCE", "LESION_CLASSES", "SMALL_CLASSES", "SPLITS", "SynthCXR",
-    "SynthConfig", "gallery", "label_frequency_table", "load_asset", "verify_asset",
+    "AssetError", "DEFAULT_PREVALENCE", "LESION_CLASSES", "PATIENT_SPLITS", "SMALL_CLASSES", "SPLITS", "SynthCXR",
+    "SynthConfig", "gallery", "label_frequency_table", "leave_one_out", "load_asset", "verify_asset",
 ]

@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from ..reference import vindr_class_stats
 from .asset import ASSET_SHA256
+from .patients import PATIENTS, asset_sha256
 
 LESION_CLASSES: tuple[str, ...] = (
     "Nodule/Mass",
@@ -28,6 +29,44 @@ SMALL_CLASSES = ("Nodule/Mass", "Calcification")
 
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 """Split name -> id mixed into every image's seed: splits are disjoint by construction."""
+
+PATIENT_SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
+    # The two Lung-PET-CT-Dx patients carry large real masses (6-8 cm) on every film: in training they
+    # are labelled positives (real ground truth) and harm least; validation gets a patient without a
+    # known finding (its MCCT/AUROC stays defined); test keeps the sharpest TCIA patient (LIDC-IDRI-0001,
+    # 0.7 mm pixels), whose real 2 cm nodule is labelled on every film (so its test films are all abnormal).
+    "by_patient": {"train": ("lungdx_a0001", "lungdx_a0002", "cip_ct64"), "val": ("cip_testinput",),
+                   "test": ("lidc0001",)},
+}
+"""Named patient splits for ``SynthConfig(patients=...)`` (notebook 01): 3 train / 1 validation / 1 test patients."""
+
+
+def leave_one_out(k: int) -> dict[str, tuple[str, ...]]:
+    """Fold ``k`` of a leave-one-patient-out rotation: test = ``PATIENTS[k % 5]``, validation = the next
+    patient, train = the other three (each patient is the test patient of exactly one fold of five)."""
+    n = len(PATIENTS)
+    test, val = PATIENTS[k % n], PATIENTS[(k + 1) % n]
+    return {"train": tuple(p for p in PATIENTS if p not in (test, val)), "val": (val,), "test": (test,)}
+
+
+def _normalise_patients(value) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    """``None``, a preset name or a mapping split -> patient ids, as a hashable tuple in split order."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in PATIENT_SPLITS:
+            raise ValueError(f"unknown patient split {value!r}; presets: {', '.join(PATIENT_SPLITS)}")
+        value = PATIENT_SPLITS[value]
+    mapping = {s: tuple(ids) if not isinstance(ids, str) else (ids,) for s, ids in dict(value).items()}
+    bad = [s for s in mapping if s not in SPLITS]
+    if bad or not mapping:
+        raise ValueError(f"patients maps split names ({', '.join(SPLITS)}) to patient ids, got splits {list(mapping)}")
+    for s, ids in mapping.items():
+        unknown = [p for p in ids if p not in PATIENTS]
+        if unknown or not ids or len(set(ids)) != len(ids):
+            raise ValueError(f"split {s!r}: patient ids must be distinct and among {', '.join(PATIENTS)}, got {list(ids)}")
+    return tuple((s, mapping[s]) for s in SPLITS if s in mapping)
+
 
 # Learnable default: half the images abnormal, every class common enough to learn.
 DEFAULT_PREVALENCE: dict[str, float] = {
@@ -74,6 +113,9 @@ class SynthConfig:
       Their sum must be at least ``abnormal_fraction`` (every abnormal image has a finding).
     * ``image_size``: output side in pixels (224 in the course).
     * ``anatomy`` / ``acquisition``: strength of the random variation (0 = the bare CT view).
+    * ``patients``: ``None`` (default) = the single CT asset ``ct_cxr_asset.npz``; or a preset name of
+      :data:`PATIENT_SPLITS` (``"by_patient"``) or a mapping split -> patient ids (:mod:`.patients`):
+      image i of a split is drawn from one of that split's patients (:mod:`.cohort`).
     """
 
     classes: tuple[str, ...] = LESION_CLASSES
@@ -84,6 +126,7 @@ class SynthConfig:
     acquisition: float = 1.0
     max_nodules: int = 3
     size_scale: float = 1.0  # multiply every drawn lesion size (notebook 02 uses it to sweep sizes)
+    patients: tuple[tuple[str, tuple[str, ...]], ...] | dict | str | None = None
 
     def __post_init__(self):
         classes = tuple(self.classes)
@@ -93,6 +136,7 @@ class SynthConfig:
         if len(set(classes)) != len(classes) or not classes:
             raise ValueError(f"classes must be a non-empty list without repeats, got {list(classes)}")
         object.__setattr__(self, "classes", classes)
+        object.__setattr__(self, "patients", _normalise_patients(self.patients))
         a = float(self.abnormal_fraction)
         if self.prevalence is None:  # the defaults are for abnormal_fraction 0.5: scale them with it
             prev = {c: round(DEFAULT_PREVALENCE[c] * min(a, 1.0) / 0.5, 6) for c in classes}
@@ -135,15 +179,29 @@ class SynthConfig:
     def prevalence_dict(self) -> dict[str, float]:
         return dict(self.prevalence)
 
+    def split_patients(self, split: str) -> tuple[str, ...]:
+        """The patient ids that ``split`` draws from (only with ``patients`` set)."""
+        mapping = dict(self.patients or ())
+        if split not in mapping:
+            raise ValueError(f"the configuration's patients name no patient for split {split!r} (it has {', '.join(mapping)})")
+        return mapping[split]
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["classes"] = list(self.classes)
         d["prevalence"] = dict(self.prevalence)
+        if self.patients is None:  # absent, so the default's dict and hash are those of before patients existed
+            d.pop("patients")
+        else:
+            d["patients"] = {s: list(ids) for s, ids in self.patients}
         return d
 
     def config_hash(self) -> str:
-        """Short stable hash (cache keys)."""
-        text = json.dumps({"config": self.to_dict(), "asset": ASSET_SHA256}, sort_keys=True)
+        """Short stable hash (cache keys); with ``patients``, the patients' asset checksums enter it too."""
+        payload = {"config": self.to_dict(), "asset": ASSET_SHA256}
+        if self.patients is not None:
+            payload["patient_assets"] = {p: asset_sha256(p) for _, ids in self.patients for p in ids}
+        text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod

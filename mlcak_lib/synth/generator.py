@@ -12,7 +12,9 @@ Per image (all vectorised NumPy at the output size, ~ms on one core):
    tone curve, mild unsharp masking) to float32 in [0, 1].
 
 Image ``i`` of split ``s`` is a pure function of ``(config, seed, s, i)``: its random generator
-is ``default_rng(SeedSequence([seed, SPLITS[s], i]))``.
+is ``default_rng(SeedSequence([seed, SPLITS[s], i]))``. With ``SynthConfig(patients=...)`` it first
+picks one of the split's patients (:mod:`mlcak_lib.synth.cohort`: own stream, frame kept inside the
+CT's covered range, the patient's real findings labelled); without, the single default asset.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ from ..resize import area_weights
 from ..threads import single_thread_blas
 from ..tokens import DEFAULT_MIN_FRACTION, boxes_to_token_map
 from .asset import load_asset
+from .cohort import (
+    DEFAULT_PATIENT,
+    PatientAsset,
+    fit_frame,
+    known_instances,
+    load_patient_asset,
+    pick_patient,
+    textures,
+)
 from .config import SPLITS, SynthConfig, vindr_relative_sizes
 from .lesions import MODELS, Canvas
 
@@ -106,7 +117,7 @@ class SynthCXR:
     ``mlct`` (float32 [C] multi-hot, order = ``class_names``), ``boxes`` (float32 [K, 4] x0, y0, x1,
     y1 in pixels), ``box_labels`` (int64 [K]), ``box_mm`` (float32 [K], lesion size in mm),
     ``lesion_masks`` (bool [K, S, S]), ``lung_mask`` and ``heart_mask`` (bool [S, S]),
-    ``mm_per_px`` and ``params`` (the generation parameters).
+    ``mm_per_px``, ``patient`` (the patient id) and ``params`` (the generation parameters).
     """
 
     def __init__(self, config: SynthConfig | None = None, asset_path: str | None = None):
@@ -125,9 +136,19 @@ class SynthCXR:
             prev = self.config.prevalence_dict
             a = self.config.abnormal_fraction
             q = np.array([prev[c] / a if a > 0 else 0.0 for c in self.class_names])
-            self._q = (np.clip(q, 0, 1), _Ctx(vindr_relative_sizes(), self.asset.textures,
+            tex = self.asset.textures if self.config.patients is None else textures()
+            self._q = (np.clip(q, 0, 1), _Ctx(vindr_relative_sizes(), tex,
                                                self.config.size_scale, self.config.max_nodules))
         return self._q
+
+    def patient_asset(self, patient_id: str) -> PatientAsset:
+        """One patient's prepared asset (cached); its real findings must be a class of this configuration."""
+        pa = load_patient_asset(patient_id)
+        missing = sorted({f.cls for f in pa.findings} - set(self.class_names))
+        if missing:
+            raise ValueError(f"patient {patient_id!r} has real finding(s) of class {missing}, which the configuration's "
+                             "classes lack: its films cannot be labelled (add the class or leave the patient out)")
+        return pa
 
     # ------------------------------------------------------------ sampling of findings
     def sample_findings(self, rng) -> list[str]:
@@ -162,13 +183,17 @@ class SynthCXR:
             if unknown:
                 raise ValueError(f"unknown lesion class(es) {unknown}; valid classes are: {', '.join(self.class_names)}")
             drawn = list(findings)
+        patient = None
+        if self.config.patients is not None:
+            patient = self.patient_asset(pick_patient(self.config.split_patients(split), seed, split, index))
         with single_thread_blas():
-            return self._render(rng, drawn, keep_masks, keep_stages)
+            return self._render(rng, drawn, keep_masks, keep_stages, patient)
 
-    def _render(self, rng, findings: list[str], keep_masks: bool, keep_stages: bool = False) -> dict:
+    def _render(self, rng, findings: list[str], keep_masks: bool, keep_stages: bool = False,
+                patient: PatientAsset | None = None) -> dict:
         cfg = self.config
         S = cfg.image_size
-        asset = self.asset
+        asset = self.asset if patient is None else patient.asset
         an, ac = cfg.anatomy, cfg.acquisition
         v = int(rng.integers(len(asset.views))) if an > 0 else 0
         view = asset.views[v]
@@ -190,13 +215,17 @@ class SynthCXR:
         ca, sa = math.cos(theta), math.sin(theta)
         n, apx = view.size, view.pixel_mm
         # keep the frame below the replicated top slices of the CT (asset rows < 12)
-        cy = max(view.centre[0], 12 + 0.5 * fov / apx + abs(ty) / apx)
+        top = 12 if patient is None else patient.rows[0]
+        cy = max(view.centre[0], top + 0.5 * fov / apx + abs(ty) / apx)
         fc = (ca * x / apx)[None, :] + ((view.centre[1] + tx / apx - 0.5) - sa * y / apx)[:, None]
         fr = (sa * x / apx)[None, :] + ((cy + ty / apx - 0.5) + ca * y / apx)[:, None]
         if elastic > 0:
             up = _up_matrix(5, S)
             fc += up @ (rng.standard_normal((5, 5)).astype(np.float32) * (elastic / apx)) @ up.T
             fr += up @ (rng.standard_normal((5, 5)).astype(np.float32) * (elastic / apx)) @ up.T
+        if patient is not None:  # inside the rows/columns the patient's CT covers
+            fov = fit_frame(fr, fc, fov, patient.rows, patient.cols)
+            mm = fov / S
         np.clip(fr, 0, n - 1.001, out=fr)
         np.clip(fc, 0, n - 1.001, out=fc)
         r0 = fr.astype(np.int32)
@@ -227,6 +256,12 @@ class SynthCXR:
                 labels.append(self.class_names.index(name))
                 sizes.append(size_mm)
                 masks.append(mask)
+        known = known_instances(patient, v, fr, fc, cv) if patient is not None else []
+        for name, (box, size_mm, mask) in known:  # the patient's real findings: labelled, never "normal"
+            boxes.append(box)
+            labels.append(self.class_names.index(name))
+            sizes.append(size_mm)
+            masks.append(mask)
         # ---- acquisition physics (lesions are already in the line integral)
         p = cv.p + cv.add
         p += (soft_mm * 0.02 / 200.0) * np.minimum(cv.body_mm, 200.0)
@@ -271,6 +306,7 @@ class SynthCXR:
             "lung_mask": cv.lung,
             "heart_mask": heart > 5,
             "mm_per_px": float(mm),
+            "patient": DEFAULT_PATIENT if patient is None else patient.patient_id,
             "params": {
                 "view": v, "view_deg": [float(a) for a in asset.meta.get("views_deg", [[0, 0]] * 5)[v]]
                 if "views_deg" in asset.meta else None,
@@ -278,6 +314,8 @@ class SynthCXR:
                 "shift_mm": (float(tx), float(ty)), "inflation": float(inflation), "soft_tissue_mm": float(soft_mm),
                 "scatter_to_primary": float(spr), "photons": float(photons), "drc": float(drc),
                 "tone": float(tone), "unsharp": float(sharp), "findings": list(findings),
+                "patient": DEFAULT_PATIENT if patient is None else patient.patient_id,
+                "known_findings": [name for name, _ in known],
             },
         }
         if keep_stages:

@@ -43,6 +43,16 @@ def patient_path(patient_id: str) -> Path:
     return PATIENT_DIR / f"{patient_id}.npz"
 
 
+@lru_cache(maxsize=8)
+def asset_sha256(patient_id: str) -> str:
+    """The asset's sha256 as recorded in ``data_manifest.csv`` (enters ``SynthConfig.config_hash``)."""
+    patient_path(patient_id)  # unknown ids raise here
+    entry = next((e for e in read_manifest() if e.id == manifest_id(patient_id)), None)
+    if entry is None:
+        raise AssetError(f"asset {manifest_id(patient_id)!r} has no row in data_manifest.csv; {REBUILD_HINT}")
+    return entry.sha256
+
+
 def verify_patient(patient_id: str) -> Path:
     """Check the asset's size and sha256 against its manifest row; raise ``AssetError`` saying how to fix it."""
     path = patient_path(patient_id)
