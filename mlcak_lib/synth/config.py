@@ -38,7 +38,12 @@ PATIENT_SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
     "by_patient": {"train": ("lungdx_a0001", "lungdx_a0002", "cip_ct64"), "val": ("cip_testinput",),
                    "test": ("lidc0001",)},
 }
-"""Named patient splits for ``SynthConfig(patients=...)`` (notebook 01): 3 train / 1 validation / 1 test patients."""
+"""Named patient splits for ``SynthConfig(patients=...)`` (notebook 01): 3 train / 1 validation / 1 test patients.
+
+Provisional: three of the five CTs carry a real tumour that is labelled on every film of that patient, so
+``by_patient``'s test split is all abnormal (its MCCT AUROC is undefined). Masking the real tumours out of
+the projections, which would make those patients usable as normal films too, is the next step of issue 12.
+"""
 
 
 def leave_one_out(k: int) -> dict[str, tuple[str, ...]]:
