@@ -103,6 +103,16 @@ def code_fingerprint() -> str:
     return f"{__version__}+{source_hash(*MODEL_CODE)}"
 
 
+#: The real-data path: its source enters the data description of models trained on real data.
+ADAPTER_CODE: tuple[str, ...] = ("realdata", "dicom", "dataswitch")
+
+
+@functools.lru_cache(maxsize=1)
+def adapter_fingerprint() -> str:
+    """:func:`source_hash` of :data:`ADAPTER_CODE`, once per process (it is asked for on every ``get_splits``)."""
+    return source_hash(*ADAPTER_CODE)
+
+
 @functools.lru_cache(maxsize=1)
 def simulator_fingerprint() -> str:
     """:func:`source_hash` of :data:`SIMULATOR_CODE`: part of the simulator's disk-cache key (layer 2)."""

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import config
-from .cache import source_hash, stable_hash
+from .cache import adapter_fingerprint, stable_hash
 from .datasets import SPLIT_SIZES, SynthCXRDataset
 from .realdata.errors import DatasetNotFoundError
 from .realdata.folder import FolderDataset, find_folder_csv
@@ -159,7 +159,7 @@ def data_description(dataset: str | None = None, profile: str | None = None, see
         return {"dataset": name, "profile": profile, "seed": int(seed), "sizes": _split_sizes(name, profile, sizes),
                 "synth_config": sim.to_dict(), "synth_hash": sim.config_hash(), "views": views}
     return {"dataset": name, "root": str(config.data_root()), "seed": int(seed),
-            "sizes": _split_sizes(name, profile, sizes), "adapter_code": source_hash("realdata", "dicom", "dataswitch"),
+            "sizes": _split_sizes(name, profile, sizes), "adapter_code": adapter_fingerprint(),
             "views": views}
 
 

@@ -83,14 +83,20 @@ def _reticular_textures(n: int = 4, size: int = 256) -> np.ndarray:
     return np.stack(tiles)
 
 
+def lung_sides(labels: np.ndarray, groups: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(right, left) lung masks (bool) from a label bit field (bit k = ``groups[k]``); right lung on the viewer's left."""
+    def any_of(names: list[str]) -> np.ndarray:
+        return np.bitwise_or.reduce([(labels >> groups.index(n)) & 1 for n in names]).astype(bool)
+
+    return (any_of(["lung_upper_lobe_right", "lung_middle_lobe_right", "lung_lower_lobe_right"]),
+            any_of(["lung_upper_lobe_left", "lung_lower_lobe_left"]))
+
+
 def _prepare_view(arr: dict, v: int, pixel_mm: float, groups: list[str]) -> View:
     from scipy import ndimage
 
     p = arr["p"][v].astype(np.float32)
-    labels = arr["labels"][v]
-    bit = {g: (labels >> groups.index(g)) & 1 for g in groups}
-    lung_r = (bit["lung_upper_lobe_right"] | bit["lung_middle_lobe_right"] | bit["lung_lower_lobe_right"]).astype(np.float32)
-    lung_l = (bit["lung_upper_lobe_left"] | bit["lung_lower_lobe_left"]).astype(np.float32)
+    lung_r, lung_l = (m.astype(np.float32) for m in lung_sides(arr["labels"][v], groups))
     n = p.shape[0]
     aux = (arr["lung_mm"][v].astype(np.uint32) | (arr["heart_mm"][v].astype(np.uint32) << 8)
            | (arr["body_mm2"][v].astype(np.uint32) << 16)

@@ -6,8 +6,9 @@ Imaging Platform test volumes). All share one format and one display grid (the b
 describes it): ``p`` (float16 line integral), ``lung_mm``, ``heart_mm``, ``aorta_mm``, ``bone_mm``,
 ``body_mm2`` (uint8 path lengths), ``labels`` (uint16 bit field, bit k = ``meta['groups'][k]``), for a few
 small-rotation views, all blurred to the same effective resolution so that patients cannot be told
-apart by sharpness. Split train/validation/test **by patient**. The two Lung-PET-CT-Dx patients
-have real tumours (``meta['known_findings']``): do not call their films "normal" without masking them.
+apart by sharpness. Split train/validation/test **by patient**. Three patients have real tumours
+(``meta['known_findings']``: LIDC-IDRI-0001's nodule, both Lung-PET-CT-Dx masses): do not call their
+films "normal" without masking them.
 
 Each asset is checked against its row in ``data_manifest.csv`` (size and sha256) when loaded.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..manifest import ManifestError, read_manifest, verify_file
-from .asset import AssetError
+from .asset import AssetError, lung_sides
 
 PATIENTS: tuple[str, ...] = ("lidc0001", "lungdx_a0001", "lungdx_a0002", "cip_ct64", "cip_testinput")
 PATIENT_DIR = Path(__file__).resolve().parent.parent / "data" / "patients"
@@ -43,24 +44,26 @@ def patient_path(patient_id: str) -> Path:
     return PATIENT_DIR / f"{patient_id}.npz"
 
 
-@lru_cache(maxsize=8)
-def asset_sha256(patient_id: str) -> str:
-    """The asset's sha256 as recorded in ``data_manifest.csv`` (enters ``SynthConfig.config_hash``)."""
+def _manifest_entry(patient_id: str):
+    """The asset's row in ``data_manifest.csv``; ``AssetError`` when it has none."""
     patient_path(patient_id)  # unknown ids raise here
     entry = next((e for e in read_manifest() if e.id == manifest_id(patient_id)), None)
     if entry is None:
         raise AssetError(f"asset {manifest_id(patient_id)!r} has no row in data_manifest.csv; {REBUILD_HINT}")
-    return entry.sha256
+    return entry
+
+
+@lru_cache(maxsize=8)
+def asset_sha256(patient_id: str) -> str:
+    """The asset's sha256 as recorded in ``data_manifest.csv`` (enters ``SynthConfig.config_hash``)."""
+    return _manifest_entry(patient_id).sha256
 
 
 def verify_patient(patient_id: str) -> Path:
     """Check the asset's size and sha256 against its manifest row; raise ``AssetError`` saying how to fix it."""
-    path = patient_path(patient_id)
+    entry = _manifest_entry(patient_id)
     try:
-        entry = next((e for e in read_manifest() if e.id == manifest_id(patient_id)), None)
-        if entry is None:
-            raise ManifestError(f"asset {manifest_id(patient_id)!r} has no row in data_manifest.csv")
-        return verify_file(path, entry.sha256, entry.bytes, entry.id, fix=REBUILD_HINT)
+        return verify_file(patient_path(patient_id), entry.sha256, entry.bytes, entry.id, fix=REBUILD_HINT)
     except ManifestError as err:
         raise AssetError(str(err)) from None
 
@@ -86,12 +89,4 @@ def load_patient(patient_id: str, verify: bool = True) -> tuple[dict, dict]:
 
 def lung_masks(arrays: dict, meta: dict, view: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(right, left) lung masks of one view from the lobe bits (right lung on the viewer's left)."""
-    groups = meta["groups"]
-    lab = arrays["labels"][view]
-
-    def any_of(names):
-        return np.bitwise_or.reduce([(lab >> groups.index(n)) & 1 for n in names]).astype(bool)
-
-    right = any_of(["lung_upper_lobe_right", "lung_middle_lobe_right", "lung_lower_lobe_right"])
-    left = any_of(["lung_upper_lobe_left", "lung_lower_lobe_left"])
-    return right, left
+    return lung_sides(arrays["labels"][view], meta["groups"])
