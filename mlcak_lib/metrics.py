@@ -51,6 +51,27 @@ def auroc_per_class(y_true, scores, class_names: Sequence[str] | None = None) ->
     return {name: auroc(y[:, c], s[:, c]) for c, name in enumerate(names)}
 
 
+def auroc_ci(y_true, score, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Stratified bootstrap confidence interval of one AUROC (positives and negatives resampled separately,
+    percentile interval); ``(nan, nan)`` when ``y_true`` has a single value. Used where a claim is "above
+    chance" (notebook 04, ``scripts/learnability.py``): the lower bound must clear 0.5."""
+    from scipy.stats import rankdata
+
+    y, s = _np(y_true).astype(int).ravel(), _np(score).astype(float).ravel()
+    pos, neg = s[y == 1], s[y == 0]
+    if not len(pos) or not len(neg):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    values = np.empty(n_boot)
+    for b in range(n_boot):
+        p, n = rng.choice(pos, len(pos)), rng.choice(neg, len(neg))
+        ranks = rankdata(np.concatenate([p, n]))
+        values[b] = (ranks[: len(p)].sum() - len(p) * (len(p) + 1) / 2) / (len(p) * len(n))
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 def macro_auroc(per_class: dict[str, float] | Sequence[float]) -> float:
     """Mean of the per-class AUROCs that are not NaN (NaN if none is defined)."""
     values = np.array(list(per_class.values()) if isinstance(per_class, dict) else list(per_class), dtype=float)

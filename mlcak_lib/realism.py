@@ -329,6 +329,40 @@ def patient_from_sharpness_accuracy(stats: np.ndarray, patient_ids: np.ndarray, 
 
 
 # ----------------------------------------------------------------------------------------------
+# a simulator's normal films, measured
+# ----------------------------------------------------------------------------------------------
+FILM_MEASURES: tuple[str, ...] = ("lung", "lung_open", "ctr", "rib", "rib_dir", "w1", "w1_norm", "sharp", "mm",
+                                  "view", "patient")
+"""Keys of :func:`measure_normal_films`: lung-field fraction (projected lung; without the heart), CTR,
+rib-band energy fraction and direction ratio, W1 grey-level distance to the reference (as displayed;
+each 1-99 % normalised), sharpness statistic, pixel size, CT view index and patient id."""
+
+
+def measure_normal_films(sim, n: int, reference: np.ndarray, seed: int = 0, split: str = "train",
+                         f_max: float | None = None) -> dict[str, np.ndarray]:
+    """Every per-film measure of this module on ``n`` normal films of a simulator (``sim.generate(i, split,
+    seed, findings=[])``, images ``0..n-1``), against the real ``reference`` image (RG1 in the course).
+    Returns :data:`FILM_MEASURES` as arrays of length ``n`` (``patient`` holds ids). Used by the realism
+    tests and ``scripts/realism_report.py``."""
+    out: dict[str, list] = {k: [] for k in FILM_MEASURES}
+    for i in range(n):
+        s = sim.generate(i, split, seed, findings=[], keep_masks=False)
+        img, mm, lung, heart = s["image"], s["mm_per_px"], s["lung_mask"], s["heart_mask"]
+        out["lung"].append(lung_field_fraction(lung))
+        out["lung_open"].append(lung_field_fraction(lung & ~heart))
+        out["ctr"].append(cardiothoracic_ratio(heart, lung))
+        out["rib"].append(band_energy_fraction(img, mm, RIB_BAND_CPMM, f_max=f_max))
+        out["rib_dir"].append(directional_power_ratio(img, mm, RIB_BAND_CPMM))
+        out["w1"].append(intensity_histogram_distance(img, reference))
+        out["w1_norm"].append(intensity_histogram_distance(img, reference, normalize=True))
+        out["sharp"].append(sharpness_statistic(img))
+        out["mm"].append(mm)
+        out["view"].append(s["params"]["view"])
+        out["patient"].append(s.get("patient", ""))
+    return {k: np.asarray(v) if k == "patient" else np.asarray(v, dtype=float) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------------------------
 # the real reference
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)

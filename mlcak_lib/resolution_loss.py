@@ -86,16 +86,22 @@ def _features(image: np.ndarray, lung: np.ndarray, reference: np.ndarray, r: int
 
 
 def detectability_study(classes: Sequence[str], resolutions: Sequence[int] = (224, 112, 56, 28), n: int = 120,
-                        seed: int = 0, size_scale: float | Sequence[float] = 1.0, fixed_anatomy: bool = True):
-    """AUROC of a logistic-regression reader telling ``n`` normal from ``n`` abnormal images, per class and resolution.
+                        seed: int = 0, size_scale: float | Sequence[float] = 1.0, fixed_anatomy: bool = True,
+                        config: SynthConfig | None = None):
+    """AUROC of a logistic-regression reader telling normal from abnormal images, per class and resolution.
 
-    With ``fixed_anatomy`` (default) every image shows the same anatomy (the simulator's
-    ``anatomy=0``), so the reader knows the normal image exactly and only the lesion (random
-    position and size), the acquisition and the noise vary: the *best case* for low resolution.
-    Features: quantiles of band-passed excess over the mean normal image inside the lungs, plus a
-    7x7 layout. Half of the images train, half test. ``size_scale`` (one per class, or one for all) multiplies the drawn lesion sizes.
+    The reader is fitted on films of the configuration's **training patients** and scored on films of its
+    **test patients**, whom it never saw (``config``, default ``SynthConfig()``; a single-patient
+    configuration, ``patients=None``, uses its one CT for both). With ``fixed_anatomy`` (default) the
+    per-film anatomical variation is off (``anatomy=0``): within a patient only the lesion (random
+    position and size), the acquisition and the noise vary, the *best case* for low resolution.
+    Features: quantiles of band-passed excess over the mean normal training film inside the lungs, plus a
+    7x7 layout. ``n`` normal films make the mean; ``n / 2`` normal and ``n / 2`` abnormal films train and
+    as many test. ``size_scale`` (one per class, or one for all) multiplies the drawn lesion sizes.
     Returns a DataFrame ``class, size_scale, median_size_mm, resolution, auroc``.
     """
+    import dataclasses
+
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -103,23 +109,28 @@ def detectability_study(classes: Sequence[str], resolutions: Sequence[int] = (22
     from sklearn.preprocessing import StandardScaler
 
     scales = [size_scale] * len(classes) if np.isscalar(size_scale) else list(size_scale)
-    anatomy = 0.0 if fixed_anatomy else 1.0
-    sim = SynthCXR(SynthConfig(anatomy=anatomy))
-    normals = [sim.generate(i, "train", seed, findings=[]) for i in range(2 * n)]
+    base = config or SynthConfig()
+    if fixed_anatomy:
+        base = dataclasses.replace(base, anatomy=0.0)
+    half = n // 2
+    sim = SynthCXR(base)
+    normals = [sim.generate(i, "train", seed, findings=[]) for i in range(n + half)]
+    test_normals = [sim.generate(i, "test", seed, findings=[]) for i in range(half)]
     refs = {r: np.mean([area_resize(s["image"], r) for s in normals[:n]], axis=0) for r in resolutions}
     rows = []
-    y = np.r_[np.zeros(n), np.ones(n)]
-    half = np.r_[np.arange(n) % 2 == 0, np.arange(n) % 2 == 0]
+    y = np.r_[np.zeros(half), np.ones(half)]
     for k, cls in enumerate(classes):
-        sick_sim = SynthCXR(SynthConfig(anatomy=anatomy, size_scale=float(scales[k])))
-        sick = [sick_sim.generate(100_000 * (k + 1) + i, "train", seed, findings=[cls]) for i in range(n)]
-        sizes = np.concatenate([s["box_mm"] for s in sick])
-        cases = normals[n:] + sick
+        sick_sim = SynthCXR(dataclasses.replace(base, size_scale=float(scales[k])))
+        first = 100_000 * (k + 1)
+        train = normals[n:] + [sick_sim.generate(first + i, "train", seed, findings=[cls]) for i in range(half)]
+        test = test_normals + [sick_sim.generate(first + i, "test", seed, findings=[cls]) for i in range(half)]
+        sizes = np.concatenate([s["box_mm"] for s in train[half:] + test[half:]])
         for r in resolutions:
-            X = np.stack([_features(s["image"], s["lung_mask"], refs[r], r) for s in cases])
+            X_train, X_test = (np.stack([_features(s["image"], s["lung_mask"], refs[r], r) for s in cases])
+                               for cases in (train, test))
             model = make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=3000))
-            model.fit(X[half], y[half])
-            auc = roc_auc_score(y[~half], model.predict_proba(X[~half])[:, 1])
+            model.fit(X_train, y)
+            auc = roc_auc_score(y, model.predict_proba(X_test)[:, 1])
             rows.append({"class": cls, "size_scale": float(scales[k]), "median_size_mm": float(np.median(sizes)),
                          "resolution": int(r), "auroc": float(auc)})
     return pd.DataFrame(rows)

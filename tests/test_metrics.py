@@ -46,3 +46,21 @@ def test_size_strata():
     by_bin = dict(zip(table["size_bin"], table["auroc"]))
     assert by_bin["< 10 mm"] == 0.5 and by_bin[">= 20 mm"] == 1.0 and math.isnan(by_bin["10-20 mm"])
     assert list(table["n_pos"]) == [1, 0, 1] and list(table["n_neg"]) == [2, 2, 2]
+
+
+def test_auroc_ci_brackets_the_estimate_and_narrows_with_more_data():
+    from mlcak_lib.metrics import auroc, auroc_ci
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (60, 2000):
+        y = rng.random(n) < 0.3
+        s = rng.standard_normal(n) + 1.0 * y  # a true AUROC of about 0.76
+        lo, hi = auroc_ci(y, s, n_boot=400)
+        assert lo < auroc(y, s) < hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 3
+    y = rng.random(3000) < 0.5
+    lo, hi = auroc_ci(y, rng.standard_normal(3000), n_boot=400)  # pure noise: the interval covers 0.5
+    assert lo < 0.5 < hi
+    assert np.isnan(auroc_ci(np.ones(5), np.arange(5))[0])

@@ -17,9 +17,9 @@ from .config import (
     DEFAULT_PREVALENCE, LESION_CLASSES, PATIENT_SPLITS, SMALL_CLASSES, SPLITS, SynthConfig, leave_one_out,
 )
 from .generator import SynthCXR
-from .gallery import gallery, label_frequency_table
+from .gallery import gallery, label_frequency_table, patient_roles, patients_figure
 
 __all__ = [
     "AssetError", "DEFAULT_PREVALENCE", "LESION_CLASSES", "PATIENT_SPLITS", "SMALL_CLASSES", "SPLITS", "SynthCXR",
-    "SynthConfig", "gallery", "label_frequency_table", "leave_one_out", "load_asset", "verify_asset",
+    "SynthConfig", "gallery", "label_frequency_table", "leave_one_out", "patient_roles", "patients_figure", "load_asset", "verify_asset",
 ]

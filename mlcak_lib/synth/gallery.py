@@ -9,6 +9,7 @@ import numpy as np
 from ..reference import vindr_class_stats
 from .config import SPLITS, SynthConfig
 from .generator import SynthCXR
+from .patients import PATIENTS
 
 
 def gallery_samples(config: SynthConfig | None = None, seed: int = 0, index: int = 0,
@@ -49,6 +50,41 @@ def gallery(config: SynthConfig | None = None, seed: int = 0, index: int = 0, nc
         ax.set_title(f"{title}\n{sizes + ' mm' if sizes else ''}", fontsize=8)
     fig.suptitle("Simulated PA chest radiographs (CT-derived simulator; patient's right on the viewer's left)",
                  fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def patient_roles(config: SynthConfig | None = None) -> dict[str, str]:
+    """Patient id -> the split(s) that draw it (``"not used"`` when none) under ``config``'s patients."""
+    cfg = config or SynthConfig()
+    roles = {p: [s for s, ids in (cfg.patients or ()) if p in ids] for p in PATIENTS}
+    return {p: " + ".join(r) if r else "not used" for p, r in roles.items()}
+
+
+def patients_figure(reference: np.ndarray | None = None, reference_mm: float | None = None, seed: int = 0,
+                    index: int = 0, config: SynthConfig | None = None, cell_size: float = 2.4):
+    """Figure: the real film ``reference`` (RG1 in notebook 01) beside one normal film of each of the five
+    patients (image ``index`` of a configuration that puts all five in its train split), titled with the
+    split each patient belongs to under ``config`` (default ``SynthConfig()``)."""
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    # heavy: drawing needs matplotlib (through viz); importing the simulator does not
+    from ..viz import show_radiograph
+
+    roles = patient_roles(config)
+    base = config or SynthConfig()
+    panels = [] if reference is None else [("REAL: RG1 (pydicom-data)", reference, reference_mm)]
+    for p in PATIENTS:
+        sim = SynthCXR(dataclasses.replace(base, patients={"train": (p,)}))
+        s = sim.generate(index, "train", seed, findings=[])
+        panels.append((f"SIMULATED: {p}\n({roles[p]})", s["image"], s["mm_per_px"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(cell_size * len(panels), cell_size + 0.6), squeeze=False)
+    for ax, (title, img, mm) in zip(axes[0], panels):
+        show_radiograph(img, ax=ax, spacing_mm=None if mm is None else (mm, mm), scalebar_mm=None if mm is None else 50)
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_off()
     fig.tight_layout()
     return fig
 
