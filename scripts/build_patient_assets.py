@@ -713,6 +713,53 @@ def grow_finding(v, masks, seed, radius_mm: float = 40.0):
     return lab == j
 
 
+MASK_METHOD = ("masked at the CT level before sharpness matching: the tumour voxels (region growing) plus the "
+               "surrounding voxels within {shell_mm:g} mm that are denser than aerated lung (HU > {hu:g}) and either "
+               "inside the lung or lighter than fat (HU < {rim:g}, partial volume next to the lung), plus the lung voxels "
+               "within {halo_mm:g} mm denser than {halo:g} HU (ground-glass halo, vessels included) are replaced by the mirror-image lung across the midline (same slice and depth: vessel texture of the "
+               "contralateral lobe); where the mirror voxel is not lung, by the median HU of the aerated lung within "
+               "{near_mm:g} mm plus Gaussian noise of its spread (fixed seed); the voxels join the nearest lobe")
+MASK_SHELL_MM, MASK_HU, MASK_RIM_MAX_HU, MASK_NEAR_MM = 6.0, -750.0, -200.0, 30.0
+MASK_HALO_MM, MASK_HALO_HU = 20.0, -720.0
+
+
+def mask_finding(v: np.ndarray, masks: dict, comp: np.ndarray, mid_x: float, seed: int = 0) -> dict:
+    """Replace a tumour by aerated lung IN PLACE (``v`` and the lobe masks, see ``MASK_METHOD``); returns figures
+    of what was done (voxels replaced, share filled by the mirror, the lung HU used, HU before/after)."""
+    lobe_keys = [k for k in masks if k.startswith("lung")]
+    lungs = np.any([masks[k] for k in lobe_keys], axis=0)
+    inner = _fill_slices(lungs) | comp  # lung including its vessels (holes of the air mask)
+    # the tumour's partial-volume rim (denser than aerated lung, lighter than fat, next to the lung) ...
+    rim = ndimage.binary_dilation(comp, iterations=round(MASK_SHELL_MM / ISO_MM)) & (v > MASK_HU)
+    rim &= inner | ((v < MASK_RIM_MAX_HU) & ndimage.binary_dilation(lungs, iterations=2))
+    # ... and its ground-glass halo (lung, vessels included, denser than MASK_HALO_HU within MASK_HALO_MM)
+    halo = ndimage.binary_dilation(comp, iterations=round(MASK_HALO_MM / ISO_MM)) & inner & (v > MASK_HALO_HU)
+    region = (comp | rim | halo) & ~(masks["heart"] | masks["aorta"] | masks["trachea"])
+    idx = np.argwhere(region)
+    mx = np.rint(2 * mid_x - idx[:, 0]).astype(int)
+    ok = (mx >= 0) & (mx < v.shape[0])
+    ok[ok] &= inner[mx[ok], idx[ok, 1], idx[ok, 2]] & ~region[mx[ok], idx[ok, 1], idx[ok, 2]]
+    near_r = round(MASK_NEAR_MM / ISO_MM)
+    near = ndimage.binary_dilation(region, iterations=near_r) & lungs & ~region
+    ref = v[near]
+    med, spread = float(np.median(ref)), float(np.subtract(*np.percentile(ref, [75, 25])) / 1.349)
+    before = float(v[region].mean())
+    fill = np.empty(len(idx), np.float32)
+    fill[ok] = v[mx[ok], idx[ok, 1], idx[ok, 2]]
+    rng = np.random.default_rng(seed)
+    fill[~ok] = med + spread * rng.standard_normal(int((~ok).sum())).astype(np.float32)
+    v[tuple(idx.T)] = fill
+    # the filled voxels join the lobe that touches them most
+    touch = ndimage.binary_dilation(region, iterations=2) & ~region
+    best = max(lobe_keys, key=lambda k: int((masks[k] & touch).sum()))
+    masks[best] = masks[best] | region
+    return {"voxels_replaced": len(idx), "mirror_share": round(float(ok.mean()), 3), "lobe": best,
+            "lung_hu_median_near": round(med, 1), "lung_hu_spread_near": round(spread, 1),
+            "hu_mean_before": round(before, 1), "hu_mean_after": round(float(v[region].mean()), 1),
+            "method": MASK_METHOD.format(shell_mm=MASK_SHELL_MM, hu=MASK_HU, rim=MASK_RIM_MAX_HU, halo_mm=MASK_HALO_MM,
+                                  halo=MASK_HALO_HU, near_mm=MASK_NEAR_MM)}
+
+
 def finding_record(name, where, comp, x_centre, z_top_mm, method):
     idx = np.argwhere(comp)
     lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
@@ -776,6 +823,14 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
         filled = [g for g in GROUP_NAMES if g in masks and masks[g].any()]
     body = masks["body"]
     v = np.where(body, v, -1000.0).astype(np.float32)  # table, blankets, outside air -> air
+    # real tumours: found (seeds located by eye, extent by region growing), then masked out of the CT
+    lung_x = np.flatnonzero(np.any([m for k2, m in masks.items() if k2.startswith("lung")], axis=0).any(axis=(1, 2)))
+    mid_x = (lung_x[0] + lung_x[-1]) / 2
+    tumours = []
+    for j, (name, where, seed) in enumerate(FINDING_SEEDS.get(pid, [])):
+        comp = grow_finding(v, masks, seed)
+        if comp is not None:
+            tumours.append((name, where, comp, mask_finding(v, masks, comp, mid_x, seed=j)))
     v_blur, added = match_sharpness(v, sig_iso["x"], sig_iso["z"])
     sig_after = {"x": edge_sigma(v_blur, (ISO_MM,) * 3, 0), "z": edge_sigma(v_blur, (ISO_MM,) * 3, 2)}
     bone = (v_blur > BONE_HU) & body
@@ -803,15 +858,21 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
     p0 = ndimage.map_coordinates(mu0.sum(axis=1) * ISO_MM, [ii, kk], order=3, mode="nearest")
     hf_before, hf_after = hf_ratio(p0, lung_hit), hf_ratio(arrays["p"][0], lung_hit)
     del mu0
-    findings = []
-    for name, where, seed in FINDING_SEEDS.get(pid, []):
-        comp = grow_finding(v, masks, seed)
-        if comp is not None:
-            findings.append(finding_record(name, where, comp, x_centre, z_top_mm,
-                                           "located by eye on axial CT slices; extent by region growing (HU > -300, "
-                                           "within 40 mm of the seed, vessels opened away)"))
-    row_lo = max(0, int(np.ceil((z_top_mm - (nz - 1) * ISO_MM) / PIXEL_MM - 0.5)))
-    row_hi = min(ASSET_PX - 1, int(np.floor(z_top_mm / PIXEL_MM - 0.5)))
+    masked = []
+    for name, where, comp, how in tumours:
+        rec = finding_record(name, where, comp, x_centre, z_top_mm,
+                             "located by eye on axial CT slices; extent by region growing (HU > -300, "
+                             "within 40 mm of the seed, vessels opened away)")
+        rec["masking"] = how
+        masked.append(rec)
+    findings = []  # real findings seen but NOT masked (labelled on every film by the generator): none so far
+    # rows whose AP ray stays inside the CT's z range in EVERY view: a view tilted by t about the left-right
+    # axis moves a ray's z by up to (AP half-depth of the body) * tan(t) at the front and back of the body
+    by = np.flatnonzero(body.any(axis=(0, 2)))
+    half_depth = max(abs(by[0] - (v.shape[1] - 1) / 2), abs(by[-1] - (v.shape[1] - 1) / 2)) * ISO_MM
+    tilt_mm = half_depth * np.tan(np.deg2rad(max(abs(t) for _, t in VIEWS)))
+    row_lo = max(0, int(np.ceil((z_top_mm - (nz - 1) * ISO_MM + tilt_mm) / PIXEL_MM - 0.5)))
+    row_hi = min(ASSET_PX - 1, int(np.floor((z_top_mm - tilt_mm) / PIXEL_MM - 0.5)))
     lung_frac = float(lung_hit.mean())
     col_lo = max(0, int(np.ceil((0 - x_centre) * ISO_MM / PIXEL_MM + ASSET_PX / 2 - 0.5)))
     col_hi = min(ASSET_PX - 1, int(np.floor((v.shape[0] - 1 - x_centre) * ISO_MM / PIXEL_MM + ASSET_PX / 2 - 0.5)))
@@ -823,8 +884,10 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
         "input_sha256": digest, "original_geometry": geom, "voxel_spacing_mm": [round(s, 4) for s in sp],
         "z_range_mm": [round(zr[0], 2), round(zr[1], 2)], "z_extent_mm": round(zr[1] - zr[0] + sp[2], 1),
         "ct_rows": [row_lo, row_hi], "ct_cols": [col_lo, col_hi],
-        "ct_rows_cols_note": "display rows/columns inside the CT volume (view 0); outside it rows replicate the end "
-                             "slices in p (masks are zero there) and columns are air (field of view cut)",
+        "ct_rows_cols_note": "display rows/columns inside the CT volume: rows whose AP ray stays inside the CT's z "
+                             f"range in every view (tilted views lose {tilt_mm:.1f} mm at each end), columns of view 0; "
+                             "outside them rows replicate the end slices in p (masks are zero there) and columns are "
+                             "air (field of view cut)",
         "resampling": f"trilinear onto a {ISO_MM} mm isotropic LAS grid (Gaussian anti-alias sigma 0.4*{ISO_MM}/spacing "
                       "on axes that get coarser); outside the body set to air",
         "sharpness": {"target_sigma_mm": TARGET_SIGMA_MM, "edge_sigma_native_mm": _r(sig_native),
@@ -833,15 +896,17 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
                       "hf_ratio_after": round(hf_after, 4)},
         "bone": f"bone_mm: path through HU > {BONE_HU:g} after sharpness matching",
         "segmentation": seg_info, "lung_fraction_view0": round(lung_frac, 4),
-        "views": [list(vw) for vw in VIEWS], "known_findings": findings,
+        "views": [list(vw) for vw in VIEWS], "known_findings": findings, "masked_findings": masked,
     }
-    meta["known_findings_note"] = ("findings located by eye on axial slices (the course's builder); "
-                                   "an empty list means none was seen, not a radiologist's 'normal'")
+    meta["known_findings_note"] = ("findings located by eye on axial slices and on the projections (the course's "
+                                   "builder); an empty list means none was seen that could not be masked, not a "
+                                   "radiologist's 'normal'. masked_findings: real tumours replaced by aerated lung "
+                                   "(the record says how); the films show them no more")
     arrays["views_deg"] = np.array(VIEWS, dtype=np.float32)
     arrays["pixel_mm"] = np.array([PIXEL_MM], dtype=np.float32)
     arrays["meta_json"] = np.array([json.dumps(meta, sort_keys=True)])
     print(f"{pid}: sigma after {sig_after}, hf before {hf_before:.3f} after {hf_after:.3f}, lung fraction {lung_frac:.3f}, "
-          f"findings {[(f['class'], f['size_mm_lr_ap_si']) for f in findings]}", flush=True)
+          f"masked {[(f['class'], f['size_mm_lr_ap_si'], f['masking']['voxels_replaced'], f['masking']['mirror_share']) for f in masked]}", flush=True)
     if preview is not None:
         preview.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(preview / f"{pid}_iso.npz", v=v.astype(np.int16), **{k2: m for k2, m in masks.items()})
@@ -860,8 +925,9 @@ def manifest_entry(pid: str, path: Path):
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta_json"].reshape(-1)[0]))
     sp = "x".join(f"{s:.3g}" for s in meta["voxel_spacing_mm"])
-    fnd = "; ".join(f"known finding: {f['class']}, {f['where']}, about "
-                    f"{'x'.join(str(round(x)) for x in f['size_mm_lr_ap_si'])} mm" for f in meta["known_findings"])
+    fnd = "; ".join(f"{kind}: {f['class']}, {f['where']}, about {'x'.join(str(round(x)) for x in f['size_mm_lr_ap_si'])} mm"
+                    for key, kind in (("known_findings", "known finding"), ("masked_findings", "real tumour masked out"))
+                    for f in meta.get(key, []))
     desc = (f"Simulator patient asset {pid}: parallel-beam line integrals (mu = 0.02*(1+HU/1000)/mm) of a real chest CT "
             f"(voxels {sp} mm) for {len(VIEWS)} views, with lung/heart/aorta/bone/body path lengths and a label bit field, "
             f"{ASSET_PX}x{ASSET_PX} px at {PIXEL_MM} mm, blurred to a common {TARGET_SIGMA_MM:g} mm edge sigma; "
