@@ -32,6 +32,17 @@ Pipeline (the same for every patient)
    right/left), heart (soft tissue between the lungs in the lower mediastinum), descending aorta
    (round soft-tissue structure left of the spine, tracked slice by slice) and bone. ``lidc0001`` uses
    its real label map instead (TotalSegmentator-style, shipped in the wheel).
+3a. Calibration check (``calibration_check``, ``meta['calibration_check']``): air outside the body, fat,
+   muscle, blood in the aorta, lung, body size and how much of the lungs' height the field of view cuts
+   the body at the sides. Air is -953..-1000 HU, fat -105..-109 HU and unenhanced blood +23..+45 HU
+   in every CT, so no scanner calibration is corrected: the CIP patients' darker lungs (median -920 HU
+   against -807..-873 HU) are their lungs (low density, emphysema-like, larger lung volume), not the scanner.
+   LIDC-IDRI-0001 is contrast-enhanced (blood 405 HU): ``deenhance`` resets its blood pool to 40 HU
+   (a radiograph has no IV contrast; ``meta['contrast_removed']``).
+3b. Real tumours (``FINDING_SEEDS``, located by eye; extent by ``grow_finding``) are masked out of the
+   CT by ``mask_finding`` (mirror-image lung across the midline, else the nearby lung's median HU plus
+   noise) and recorded in ``meta['masked_findings']``; ``meta['known_findings']`` would list real
+   findings left in (none), which the generator labels on every film.
 4. Sharpness matching: every volume is blurred with a Gaussian so that its effective resolution
    reaches ``TARGET_SIGMA_MM`` along each axis (the coarsest patient's measured edge sigma, see
    ``edge_sigma``: lungdx_a0002 along z, 3.9 mm on the common grid), so projections of all patients are equally sharp (a classifier must not tell the
@@ -41,7 +52,10 @@ Pipeline (the same for every patient)
    ``ASSET_PX`` x ``ASSET_PX`` pixels covering ``FOV_MM`` mm (the same as today's asset), centred
    horizontally on the lung fields, with the lung apex ``APEX_MARGIN_MM`` below the top row. Rows
    outside the CT's z range replicate the nearest slice (as today); ``meta['ct_rows']`` says which
-   rows are inside.
+   rows are inside in every view (tilted views lose ~11-15 mm at each end), ``meta['ct_cols']`` which
+   columns (cip_ct64's 264 mm wide volume cuts the lateral chest walls: columns 35-280 only; the body
+   reaches the volume's side in 100 % of the lung slices of both CIP volumes, 60 % of lungdx_a0002's,
+   36 % of lidc0001's (arms), 0 % of lungdx_a0001's: ``meta['calibration_check']['lateral_cut_share']``).
 
 Common format (every ``<patient_id>.npz``; V views, H = W = ``ASSET_PX``)
 -----------------------------------------------------------------------
@@ -659,6 +673,34 @@ def to_display(x_vox, z_vox, x_centre, z_top_mm):
     return row, col
 
 
+# ------------------------------------------------------------------------------- calibration check
+def calibration_check(v: np.ndarray, masks: dict) -> dict:
+    """HU of reference materials in the isotropic volume (before anything is changed): air outside the body
+    (> 12 mm away, -1200..-800 HU), subcutaneous/mediastinal fat and muscle (histogram modes of the non-lung
+    soft tissue), blood (median of the eroded aorta), aerated lung (median of the eroded lungs), and body size
+    at mid-lung height. A scanner calibration error would shift air, fat and blood together; it is reported,
+    not corrected (none was found, see the README of the assets)."""
+    body = masks["body"]
+    lungs = np.any([m for k, m in masks.items() if k.startswith("lung")], axis=0)
+    far = v[~ndimage.binary_dilation(body, iterations=6)]
+    air = far[(far > -1200) & (far < -800)]
+    soft = v[ndimage.binary_erosion(body, iterations=2) & ~lungs & (v > -250) & (v < 150)]
+    h, e = np.histogram(soft, bins=np.arange(-250, 151, 2))
+    c = (e[:-1] + e[1:]) / 2
+    aorta = ndimage.binary_erosion(masks["aorta"], iterations=1)
+    zl = np.flatnonzero(lungs.any(axis=(0, 1)))
+    zm = (zl[0] + zl[-1]) // 2
+    return {"air_outside_body_hu": round(float(np.median(air)), 1) if len(air) else None,
+            "fat_mode_hu": float(c[c < -30][np.argmax(h[c < -30])]), "muscle_mode_hu": float(c[c > 0][np.argmax(h[c > 0])]),
+            "blood_aorta_hu": round(float(np.median(v[aorta])), 1) if aorta.any() else None,
+            "lung_median_hu": round(float(np.median(v[ndimage.binary_erosion(lungs, iterations=2)])), 1),
+            "body_lr_ap_mm_mid_lung": [round(float(body[:, :, zm].any(axis=a).sum() * ISO_MM)) for a in (1, 0)],
+            "volume_lr_mm": round(v.shape[0] * ISO_MM),
+            # share of the lung's slices in which the body reaches the volume's left or right edge (field of view cut)
+            "lateral_cut_share": round(float((body[0, :, zl[0]:zl[-1] + 1].any(axis=0)
+                                              | body[-1, :, zl[0]:zl[-1] + 1].any(axis=0)).mean()), 3)}
+
+
 # ------------------------------------------------------------------------------- IV contrast
 BIT_BLOOD, BIT_LABEL_BONE = 30, 29  # extra label bits of a label map (lidc0001) for ``deenhance``
 BLOOD_STRUCTURES = ("heart", "aorta", "pulmonary_vein", "brachiocephalic_trunk", "subclavian_artery_right",
@@ -860,6 +902,7 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
                               "arch not segmented); " + LOBE_NOTE)
         filled = [g for g in GROUP_NAMES if g in masks and masks[g].any()]
     body = masks["body"]
+    calibration = calibration_check(v, masks)
     v = np.where(body, v, -1000.0).astype(np.float32)  # table, blankets, outside air -> air
     contrast = deenhance(v, blood, label_bone) if labels is not None else None  # IV contrast -> unenhanced blood
     # real tumours: found (seeds located by eye, extent by region growing), then masked out of the CT
@@ -935,6 +978,7 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
                       "hf_ratio_after": round(hf_after, 4)},
         "bone": f"bone_mm: path through HU > {BONE_HU:g} after sharpness matching",
         "segmentation": seg_info, "lung_fraction_view0": round(lung_frac, 4), "contrast_removed": contrast,
+        "calibration_check": calibration,
         "views": [list(vw) for vw in VIEWS], "known_findings": findings, "masked_findings": masked,
     }
     meta["known_findings_note"] = ("findings located by eye on axial slices and on the projections (the course's "
