@@ -32,10 +32,11 @@ SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 
 PATIENT_SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
     # Every patient can give normal films now (the real tumours are masked out of the CTs). Test keeps
-    # LIDC-IDRI-0001: the sharpest original CT (0.7 mm pixels, 2.5 mm slices) and the one the default
-    # asset is built from, so unseen-patient scores compare with the single-patient course directly;
-    # validation gets a CIP patient and training the other three (both TCIA cancer patients and one
-    # CIP volume), so train, validation and test each mix scanner sources as far as five patients allow.
+    # LIDC-IDRI-0001: its organ masks come from a real label map (the other four are segmented by the
+    # builder's classical rules), so the test split's heart/lung masks and localisation targets are the
+    # most accurate. Caveat: the DEFAULT single-patient asset is the same patient, so only a model trained
+    # on ``by_patient`` (not on the default) has never seen the test patient. Validation gets a CIP
+    # volume, training the other three (both TCIA cancer patients and the other CIP volume).
     "by_patient": {"train": ("lungdx_a0001", "lungdx_a0002", "cip_ct64"), "val": ("cip_testinput",),
                    "test": ("lidc0001",)},
 }
