@@ -52,7 +52,8 @@ Pipeline (the same for every patient)
    ``ASSET_PX`` x ``ASSET_PX`` pixels covering ``FOV_MM`` mm (the same as today's asset), centred
    horizontally on the lung fields, with the lung apex ``APEX_MARGIN_MM`` below the top row. Rows
    outside the CT's z range replicate the nearest slice (as today); ``meta['ct_rows']`` says which
-   rows are inside in every view (tilted views lose ~11-15 mm at each end), ``meta['ct_cols']`` which
+   rows are inside (tilted views replicate the end slices over the ~11-15 mm that their rays reach beyond
+   the CT, so they show no empty band either), ``meta['ct_cols']`` which
    columns (cip_ct64's 264 mm wide volume cuts the lateral chest walls: columns 35-280 only; the body
    reaches the volume's side in 100 % of the lung slices of both CIP volumes, 60 % of lungdx_a0002's,
    36 % of lidc0001's (arms), 0 % of lungdx_a0001's: ``meta['calibration_check']['lateral_cut_share']``).
@@ -623,8 +624,9 @@ def match_sharpness(v: np.ndarray, sig_xy: float, sig_z: float) -> tuple[np.ndar
 BIT_BONE, BIT_BODY = 16, 17
 
 
-def project_views(mu: np.ndarray, bits: np.ndarray, x_centre: float, z_top_mm: float) -> dict:
-    """Parallel-beam projections (along axis 1 = anterior-posterior) of each view on the display grid."""
+def project_views(mu: np.ndarray, bits: np.ndarray, x_centre: float, z_top_mm: float, z_pad: int = 0) -> dict:
+    """Parallel-beam projections (along axis 1 = anterior-posterior) of each view on the display grid. ``z_pad``:
+    end slices replicated at each end of ``mu``/``bits`` (so tilted views see no empty band), not masked."""
     sp = (ISO_MM, ISO_MM, ISO_MM)
     nx, _, nz = mu.shape
     rows, cols = np.meshgrid(np.arange(ASSET_PX), np.arange(ASSET_PX), indexing="ij")
@@ -657,7 +659,8 @@ def project_views(mu: np.ndarray, bits: np.ndarray, x_centre: float, z_top_mm: f
         out["labels"].append(lab)
         del b_v
     # masks do not extend beyond the CT's z range (the line integral replicates the end slices, as today)
-    in_ct = inside & ((z_top_mm - (rows + 0.5) * PIXEL_MM) / ISO_MM >= -0.5) & ((z_top_mm - (rows + 0.5) * PIXEL_MM) / ISO_MM <= nz - 0.5)
+    kz = (z_top_mm - (rows + 0.5) * PIXEL_MM) / ISO_MM - z_pad
+    in_ct = inside & (kz >= -0.5) & (kz <= nz - 2 * z_pad - 0.5)
     for key in ("lung_mm", "heart_mm", "aorta_mm", "bone_mm", "labels"):
         out[key] = [np.where(in_ct, a, 0).astype(a.dtype) for a in out[key]]
     u8 = lambda a: np.clip(np.rint(np.stack(a)), 0, 255).astype(np.uint8)  # noqa: E731
@@ -928,7 +931,16 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
     x_centre = (lx[0] + lx[-1]) / 2
     z_top_mm = lz[-1] * ISO_MM + APEX_MARGIN_MM
     mu = (MU_WATER * (1.0 + np.clip(v_blur, HU_MIN, HU_MAX) / 1000.0)).astype(np.float32)
-    arrays = project_views(mu, bits, x_centre, z_top_mm)
+    # a view tilted by t about the left-right axis moves a ray's z by up to (AP half-depth of the body) * tan(t)
+    # at the front and back of the body: replicate the end slices that far (as the rows beyond the CT's z range
+    # replicate them in every view), so a tilted view has no empty band at its top and bottom rows
+    by = np.flatnonzero(body.any(axis=(0, 2)))
+    half_depth = max(abs(by[0] - (v.shape[1] - 1) / 2), abs(by[-1] - (v.shape[1] - 1) / 2)) * ISO_MM
+    tilt_mm = half_depth * np.tan(np.deg2rad(max(abs(t) for _, t in VIEWS)))
+    pad = int(np.ceil(tilt_mm / ISO_MM)) + 1
+    zp = ((0, 0), (0, 0), (pad, pad))
+    arrays = project_views(np.pad(mu, zp, mode="edge"), np.pad(bits, zp, mode="edge"), x_centre,
+                           z_top_mm + pad * ISO_MM, z_pad=pad)
     # sharpness of the film: before (no matching blur) and after
     mu0 = (MU_WATER * (1.0 + np.clip(v, HU_MIN, HU_MAX) / 1000.0)).astype(np.float32)
     nz = v.shape[2]
@@ -948,13 +960,8 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
         rec["masking"] = how
         masked.append(rec)
     findings = []  # real findings seen but NOT masked (labelled on every film by the generator): none so far
-    # rows whose AP ray stays inside the CT's z range in EVERY view: a view tilted by t about the left-right
-    # axis moves a ray's z by up to (AP half-depth of the body) * tan(t) at the front and back of the body
-    by = np.flatnonzero(body.any(axis=(0, 2)))
-    half_depth = max(abs(by[0] - (v.shape[1] - 1) / 2), abs(by[-1] - (v.shape[1] - 1) / 2)) * ISO_MM
-    tilt_mm = half_depth * np.tan(np.deg2rad(max(abs(t) for _, t in VIEWS)))
-    row_lo = max(0, int(np.ceil((z_top_mm - (nz - 1) * ISO_MM + tilt_mm) / PIXEL_MM - 0.5)))
-    row_hi = min(ASSET_PX - 1, int(np.floor((z_top_mm - tilt_mm) / PIXEL_MM - 0.5)))
+    row_lo = max(0, int(np.ceil((z_top_mm - (nz - 1) * ISO_MM) / PIXEL_MM - 0.5)))
+    row_hi = min(ASSET_PX - 1, int(np.floor(z_top_mm / PIXEL_MM - 0.5)))
     lung_frac = float(lung_hit.mean())
     col_lo = max(0, int(np.ceil((0 - x_centre) * ISO_MM / PIXEL_MM + ASSET_PX / 2 - 0.5)))
     col_hi = min(ASSET_PX - 1, int(np.floor((v.shape[0] - 1 - x_centre) * ISO_MM / PIXEL_MM + ASSET_PX / 2 - 0.5)))
@@ -966,10 +973,9 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
         "input_sha256": digest, "original_geometry": geom, "voxel_spacing_mm": [round(s, 4) for s in sp],
         "z_range_mm": [round(zr[0], 2), round(zr[1], 2)], "z_extent_mm": round(zr[1] - zr[0] + sp[2], 1),
         "ct_rows": [row_lo, row_hi], "ct_cols": [col_lo, col_hi],
-        "ct_rows_cols_note": "display rows/columns inside the CT volume: rows whose AP ray stays inside the CT's z "
-                             f"range in every view (tilted views lose {tilt_mm:.1f} mm at each end), columns of view 0; "
-                             "outside them rows replicate the end slices in p (masks are zero there) and columns are "
-                             "air (field of view cut)",
+        "ct_rows_cols_note": "display rows/columns inside the CT volume (view 0); outside it rows replicate the end "
+                             "slices in p (masks are zero there) and columns are air (field of view cut). Tilted views "
+                             f"replicate the end slices over the {tilt_mm:.1f} mm their rays reach beyond the CT",
         "resampling": f"trilinear onto a {ISO_MM} mm isotropic LAS grid (Gaussian anti-alias sigma 0.4*{ISO_MM}/spacing "
                       "on axes that get coarser); outside the body set to air",
         "sharpness": {"target_sigma_mm": TARGET_SIGMA_MM, "edge_sigma_native_mm": _r(sig_native),
