@@ -58,7 +58,8 @@ ANATOMY_TABLE: tuple[AnatomyParam, ...] = (
         "global size of the chest within the collimated field (isotropic zoom)",
         "design choice: the field is set from each patient's lung extent (collimation to the lungs), "
         "so only the collimation margin varies (+-5 %); body size itself varies with the five patients "
-        "(lung widths 200-261 mm, measured by scripts/build_patient_assets.py)"),
+        "(lung width at mid-lung height 200-261 mm, body width 264-334 mm: measured on the five CTs for issue 12, "
+        "body sizes in each asset's meta['calibration_check'])"),
     AnatomyParam(
         "aspect", "ratio", 0.95, 1.05, 1.0,
         "height/width ratio change of the chest (vertical scale over horizontal)",
