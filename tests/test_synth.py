@@ -81,12 +81,16 @@ def test_small_nodules_vanish_at_28_but_cardiomegaly_does_not():
     base = sim.generate(0, "train", 0, findings=[])["image"]
     # force a small nodule by a tiny size scale
     small = SynthCXR(SynthConfig(anatomy=0.0, acquisition=0.0, size_scale=0.3)).generate(0, "train", 0, findings=["Nodule/Mass"])
-    cardio = sim.generate(0, "train", 0, findings=["Cardiomegaly"])
     d_small = [np.abs(area_resize(small["image"], r) - area_resize(base, r)).max() for r in (224, 28)]
-    d_cardio = [np.abs(area_resize(cardio["image"], r) - area_resize(base, r)).max() for r in (224, 28)]
     assert small["box_mm"].max() < 12
     assert d_small[1] < 0.5 * d_small[0]  # most of the small lesion's peak contrast is gone at 28
-    assert d_cardio[1] > 0.5 * d_cardio[0]  # a large finding survives
+    kept = []  # a large finding survives (median over a few films: one draw can be a mild enlargement)
+    for i in range(5):
+        normal = sim.generate(i, "train", 0, findings=[])["image"]
+        cardio = sim.generate(i, "train", 0, findings=["Cardiomegaly"])["image"]
+        d_cardio = [np.abs(area_resize(cardio, r) - area_resize(normal, r)).max() for r in (224, 28)]
+        kept.append(d_cardio[1] / d_cardio[0])
+    assert np.median(kept) > 0.5, kept
 
 
 def test_token_map_of_a_sample(sim):

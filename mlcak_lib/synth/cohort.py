@@ -11,7 +11,8 @@ are those of the single-patient simulator), then views, anatomy, lesions and acq
   ``['ct_cols']``): it is shifted inside them and, where the CT is too short or narrow for the
   planned field of view, shrunk (the pixel size in mm follows), so replicated end slices and the
   air outside a cut field of view never show.
-* **Known findings** (real tumours recorded by the builder): every film of such a patient carries
+* **Known findings** (real findings the builder recorded but could not mask; none today, the three real
+  tumours are masked out of the CTs, ``meta['masked_findings']``): every film of such a patient carries
   them as labelled lesions (class ``Nodule/Mass``, box transformed by the film's warp exactly,
   mask = the ellipse inscribed in the recorded box, size = the larger in-plane extent in mm). They
   are real ground truth; a film of such a patient is therefore never "normal".

@@ -2,9 +2,10 @@
 
 Per image (all vectorised NumPy at the output size, ~ms on one core):
 
-1. **Anatomy**: one of the precomputed CT views (small rotations), a random affine (scale,
-   rotation, translation), lung inflation (the diaphragm moves), a smooth elastic warp and a
-   soft-tissue thickness change, framed from the lung apices to the costophrenic angles.
+1. **Anatomy** (:mod:`mlcak_lib.synth.anatomy`: one table of parameters, ranges and sources): one of
+   the precomputed CT views (small rotations), a random affine (scale, rotation, translation), depth
+   of inspiration (the diaphragm moves), a smooth elastic warp and a soft-tissue thickness change,
+   framed from the lung apices to the costophrenic angles.
    Radiographic convention: patient's right on the viewer's left, bone bright.
 2. **Lesions** (see :mod:`mlcak_lib.synth.lesions`) added to the attenuation line integral.
 3. **Acquisition**: Beer-Lambert intensity, scatter (low-pass additive), quantum noise,
@@ -28,6 +29,7 @@ import numpy as np
 from ..resize import area_weights
 from ..threads import single_thread_blas
 from ..tokens import DEFAULT_MIN_FRACTION, boxes_to_token_map
+from .anatomy import draw_anatomy
 from .asset import load_asset
 from .cohort import (
     DEFAULT_PATIENT,
@@ -40,6 +42,8 @@ from .cohort import (
 )
 from .config import SPLITS, SynthConfig, vindr_relative_sizes
 from .lesions import MODELS, Canvas
+
+INSPIRATION_LEVEL = 0.4  # height of the lung bases below the film centre (fraction of the field) for .anatomy's shift
 
 
 @lru_cache(maxsize=16)
@@ -195,18 +199,19 @@ class SynthCXR:
         S = cfg.image_size
         asset = self.asset if patient is None else patient.asset
         an, ac = cfg.anatomy, cfg.acquisition
-        v = int(rng.integers(len(asset.views))) if an > 0 else 0
+        anat = draw_anatomy(rng, an, len(asset.views))  # the table of .anatomy: same draws for every patient
+        v = anat.view
         view = asset.views[v]
         lung_h, lung_w = view.lung_extent_mm
         fov = max(lung_h, lung_w) * 1.13 * (1 + an * rng.uniform(-0.03, 0.06))
         mm = fov / S
-        theta = math.radians(an * rng.uniform(-4, 4))
-        sx = 1 + an * rng.uniform(-0.05, 0.05)
-        sy = sx * (1 + an * rng.uniform(-0.05, 0.05))
-        tx, ty = an * rng.uniform(-7, 7), an * rng.uniform(-6, 6)
-        inflation = an * rng.uniform(-0.08, 0.08)
-        elastic = an * 2.5
-        soft_mm = an * rng.uniform(-15, 35)
+        theta = math.radians(anat.tilt_deg)
+        sx = anat.scale
+        sy = sx * anat.aspect
+        tx, ty = anat.shift_x_mm, anat.shift_y_mm
+        inflation = anat.inspiration_mm / (fov * INSPIRATION_LEVEL ** 2)  # lung-base shift at that height
+        elastic = anat.warp_mm
+        soft_mm = anat.soft_tissue_mm
         # output pixel centres in mm, relative to the image centre (x to viewer's right, y down);
         # the affine part is separable (a row term plus a column term), the elastic part smooth
         u = (np.arange(S, dtype=np.float32) + 0.5) / S - 0.5
@@ -220,9 +225,9 @@ class SynthCXR:
         fc = (ca * x / apx)[None, :] + ((view.centre[1] + tx / apx - 0.5) - sa * y / apx)[:, None]
         fr = (sa * x / apx)[None, :] + ((cy + ty / apx - 0.5) + ca * y / apx)[:, None]
         if elastic > 0:
-            up = _up_matrix(5, S)
-            fc += up @ (rng.standard_normal((5, 5)).astype(np.float32) * (elastic / apx)) @ up.T
-            fr += up @ (rng.standard_normal((5, 5)).astype(np.float32) * (elastic / apx)) @ up.T
+            up = _up_matrix(anat.warp.shape[-1], S)
+            fc += up @ (anat.warp[0] / apx) @ up.T
+            fr += up @ (anat.warp[1] / apx) @ up.T
         if patient is not None:  # inside the rows/columns the patient's CT covers
             fov = fit_frame(fr, fc, fov, patient.rows, patient.cols)
             mm = fov / S
@@ -315,7 +320,7 @@ class SynthCXR:
                 "scatter_to_primary": float(spr), "photons": float(photons), "drc": float(drc),
                 "tone": float(tone), "unsharp": float(sharp), "findings": list(findings),
                 "patient": DEFAULT_PATIENT if patient is None else patient.patient_id,
-                "known_findings": [name for name, _ in known],
+                "known_findings": [name for name, _ in known], "anatomy": anat.as_dict(),
             },
         }
         if keep_stages:

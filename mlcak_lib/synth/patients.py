@@ -6,9 +6,11 @@ Imaging Platform test volumes). All share one format and one display grid (the b
 describes it): ``p`` (float16 line integral), ``lung_mm``, ``heart_mm``, ``aorta_mm``, ``bone_mm``,
 ``body_mm2`` (uint8 path lengths), ``labels`` (uint16 bit field, bit k = ``meta['groups'][k]``), for a few
 small-rotation views, all blurred to the same effective resolution so that patients cannot be told
-apart by sharpness. Split train/validation/test **by patient**. Three patients have real tumours
-(``meta['known_findings']``: LIDC-IDRI-0001's nodule, both Lung-PET-CT-Dx masses): do not call their
-films "normal" without masking them.
+apart by sharpness. Split train/validation/test **by patient**. Three CTs had real tumours
+(LIDC-IDRI-0001's 2 cm nodule, both Lung-PET-CT-Dx masses of 6-8 cm): the builder replaces them by
+aerated lung at the CT level (``meta['masked_findings']`` says what and how), so every patient can
+give normal films. A real finding that could not be masked would be listed in
+``meta['known_findings']`` and labelled on every film (:mod:`.cohort`); none is, today.
 
 Each asset is checked against its row in ``data_manifest.csv`` (size and sha256) when loaded.
 """
@@ -83,7 +85,8 @@ def _load(patient_id: str, verify: bool) -> tuple[dict, dict]:
 def load_patient(patient_id: str, verify: bool = True) -> tuple[dict, dict]:
     """``(arrays, meta)`` of one patient (cached; arrays read-only). ``arrays`` has the ``CHANNELS``
     (each ``(views, H, W)``), ``views_deg`` and ``pixel_mm``; ``meta`` has the source, licence, geometry,
-    sharpness figures, segmentation method and ``known_findings`` (boxes per view in asset pixels)."""
+    sharpness figures, segmentation method, ``known_findings`` (boxes per view in asset pixels) and
+    ``masked_findings`` (the real tumours masked out, same fields plus ``masking``)."""
     return _load(patient_id, verify)
 
 
