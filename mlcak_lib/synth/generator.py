@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
-from ..resize import area_weights
 from ..threads import single_thread_blas
 from ..tokens import DEFAULT_MIN_FRACTION, boxes_to_token_map
 from .asset import load_asset
@@ -39,20 +37,9 @@ from .cohort import (
     textures,
 )
 from .config import SPLITS, SynthConfig, vindr_relative_sizes
+from .film import expose
+from .film import up_matrix as _up_matrix
 from .lesions import MODELS, Canvas
-
-
-@lru_cache(maxsize=16)
-def _up_matrix(n_small: int, n_big: int) -> np.ndarray:
-    """Linear interpolation matrix (n_big, n_small), pixel-centre aligned, edge clamped."""
-    pos = np.clip((np.arange(n_big) + 0.5) * n_small / n_big - 0.5, 0, n_small - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, n_small - 1)
-    f = pos - lo
-    m = np.zeros((n_big, n_small), np.float32)
-    m[np.arange(n_big), lo] += 1 - f
-    m[np.arange(n_big), hi] += f
-    return m
 
 
 def _bilinear_flat(table: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, wc: np.ndarray,
@@ -76,30 +63,11 @@ def _bilinear_flat(table: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, w
     return a
 
 
-@lru_cache(maxsize=16)
-def _lowpass_ops(S: int, k: int):
-    n = max(S // k, 2)
-    return area_weights(S, n).astype(np.float32), _up_matrix(n, S)
-
-
-def _lowpass(img: np.ndarray, k: int) -> np.ndarray:
-    d, u = _lowpass_ops(img.shape[0], k)
-    return u @ (d @ img @ d.T) @ u.T
-
-
-def _blur3(img: np.ndarray, a: float) -> np.ndarray:
-    """Separable 3-tap blur [a, 1-2a, a] with edge replication."""
-    out = img * (1 - 2 * a)
-    out[1:] += a * img[:-1]
-    out[:-1] += a * img[1:]
-    out[0] += a * img[0]
-    out[-1] += a * img[-1]
-    res = out * (1 - 2 * a)
-    res[:, 1:] += a * out[:, :-1]
-    res[:, :-1] += a * out[:, 1:]
-    res[:, 0] += a * out[:, 0]
-    res[:, -1] += a * out[:, -1]
-    return res
+WALL_MM = 24.0
+"""Frame margin beside the lung fields (mm): ribs, chest-wall muscle and some subcutaneous fat."""
+APEX_MM, BASE_MM = 15.0, 20.0
+"""Least frame margins above the lung apices and below the costophrenic angles (mm); a wide chest's
+square frame gets its surplus above the apices (neck and shoulders, as on a PA film)."""
 
 
 @dataclass
@@ -198,7 +166,9 @@ class SynthCXR:
         v = int(rng.integers(len(asset.views))) if an > 0 else 0
         view = asset.views[v]
         lung_h, lung_w = view.lung_extent_mm
-        fov = max(lung_h, lung_w) * 1.13 * (1 + an * rng.uniform(-0.03, 0.06))
+        # PA framing: the lateral chest walls and some soft tissue beside the lungs (WALL_MM a side), and
+        # from above the apices to just below the costophrenic angles (BASE_MM): the abdomen only a strip
+        fov = max(lung_w + 2 * WALL_MM, lung_h + APEX_MM + BASE_MM) * (1 + an * rng.uniform(-0.03, 0.06))
         mm = fov / S
         theta = math.radians(an * rng.uniform(-4, 4))
         sx = 1 + an * rng.uniform(-0.05, 0.05)
@@ -216,7 +186,8 @@ class SynthCXR:
         n, apx = view.size, view.pixel_mm
         # keep the frame below the replicated top slices of the CT (asset rows < 12)
         top = 12 if patient is None else patient.rows[0]
-        cy = max(view.centre[0], top + 0.5 * fov / apx + abs(ty) / apx)
+        cy = view.centre[0] + (0.5 * lung_h + BASE_MM - 0.5 * fov) / apx  # the frame's lower edge: BASE_MM below the CP angles
+        cy = max(cy, top + 0.5 * fov / apx + abs(ty) / apx)
         fc = (ca * x / apx)[None, :] + ((view.centre[1] + tx / apx - 0.5) - sa * y / apx)[:, None]
         fr = (sa * x / apx)[None, :] + ((cy + ty / apx - 0.5) + ca * y / apx)[:, None]
         if elastic > 0:
@@ -262,36 +233,13 @@ class SynthCXR:
             labels.append(self.class_names.index(name))
             sizes.append(size_mm)
             masks.append(mask)
-        # ---- acquisition physics (lesions are already in the line integral)
+        # ---- acquisition physics and display processing (film.py; lesions are already in the line integral)
         p = cv.p + cv.add
         p += (soft_mm * 0.02 / 200.0) * np.minimum(cv.body_mm, 200.0)
-        intensity = np.exp(-p)
-        spr = 0.15 + ac * rng.uniform(0.0, 0.35)
-        intensity = intensity + spr * _lowpass(intensity, 16)
-        photons = 10 ** (5.3 - ac * rng.uniform(0.0, 0.7))
-        if ac > 0:
-            # zero-mean, unit-variance uniform noise (4x cheaper than normal; the detector blur
-            # that follows sums neighbours, so the result is close to Gaussian)
-            noise = rng.random((S, S), dtype=np.float32)
-            noise -= 0.5
-            noise *= np.sqrt(intensity)
-            noise *= math.sqrt(12.0 / photons)
-            intensity += noise
-        intensity = _blur3(intensity, 0.12 + ac * rng.uniform(0.0, 0.1))
-        q = -np.log(np.maximum(intensity, 1e-4))
+        bone = None if view.bone is None else _bilinear_flat(view.bone, idx, n, wr, wc).reshape(S, S)
+        img, film_stages, film = expose(p, bone, mm, rng, ac, keep_stages)
         if keep_stages:
-            stages = {"line_integral": cv.p.copy(), "lesion_line_integral": cv.add.copy(),
-                      "intensity": intensity.copy(), "log": q.copy()}
-        # ---- display processing
-        drc = 0.45 + ac * rng.uniform(-0.1, 0.15)
-        q = q - drc * _lowpass(q, 8)
-        sample = q[::4, ::4]
-        lo, hi = np.percentile(sample, [0.5 + ac * rng.uniform(0, 1.5), 99.7 - ac * rng.uniform(0, 0.6)])
-        img = np.clip((q - lo) / max(hi - lo, 1e-6), 0, 1)
-        tone = ac * rng.uniform(-0.25, 0.3)  # a gamma-like tone curve, cheaper than a power
-        img += tone * img * (1 - img)
-        sharp = 0.4 + ac * rng.uniform(0, 0.4)
-        img = np.clip(img + sharp * (img - _blur3(img, 0.25)), 0, 1).astype(np.float32)
+            stages = {"line_integral": cv.p.copy(), "lesion_line_integral": cv.add.copy(), **film_stages}
         heart = cv.heart_override if cv.heart_override is not None else cv.heart_mm
         k = len(boxes)
         mlct = np.zeros(len(self.class_names), np.float32)
@@ -312,8 +260,7 @@ class SynthCXR:
                 if "views_deg" in asset.meta else None,
                 "fov_mm": float(fov), "rotation_deg": math.degrees(theta), "scale": (float(sx), float(sy)),
                 "shift_mm": (float(tx), float(ty)), "inflation": float(inflation), "soft_tissue_mm": float(soft_mm),
-                "scatter_to_primary": float(spr), "photons": float(photons), "drc": float(drc),
-                "tone": float(tone), "unsharp": float(sharp), "findings": list(findings),
+                "film": film, "findings": list(findings),
                 "patient": DEFAULT_PATIENT if patient is None else patient.patient_id,
                 "known_findings": [name for name, _ in known],
             },
