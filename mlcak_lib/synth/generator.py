@@ -65,9 +65,12 @@ def _bilinear_flat(table: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, w
 
 WALL_MM = 24.0
 """Frame margin beside the lung fields (mm): ribs, chest-wall muscle and some subcutaneous fat."""
-APEX_MM, BASE_MM = 15.0, 20.0
-"""Least frame margins above the lung apices and below the costophrenic angles (mm); a wide chest's
-square frame gets its surplus above the apices (neck and shoulders, as on a PA film)."""
+MIN_WALL_MM = 12.0
+"""Least frame margin beside the lung fields (mm): the lateral rib arcs stay inside."""
+APEX_MM, BASE_MM, MAX_BASE_MM = 15.0, 20.0, 45.0
+"""Frame margins above the lung apices and below the costophrenic angles (mm): the least ones, and the
+most below the CP angles; a wide chest's square frame gets its surplus above the apices (neck and
+shoulders, as on a PA film) where the CT reaches that far, else below, up to MAX_BASE_MM."""
 
 
 @dataclass
@@ -167,8 +170,13 @@ class SynthCXR:
         view = asset.views[v]
         lung_h, lung_w = view.lung_extent_mm
         # PA framing: the lateral chest walls and some soft tissue beside the lungs (WALL_MM a side), and
-        # from above the apices to just below the costophrenic angles (BASE_MM): the abdomen only a strip
-        fov = max(lung_w + 2 * WALL_MM, lung_h + APEX_MM + BASE_MM) * (1 + an * rng.uniform(-0.03, 0.06))
+        # from above the apices to just below the costophrenic angles (BASE_MM): the abdomen only a strip.
+        # Where the CT stops just above the apices the square frame's surplus would go to the abdomen: cap
+        # it at MAX_BASE_MM below the CP angles, at the cost of chest wall (never below MIN_WALL_MM a side)
+        top = 12 if patient is None else patient.rows[0]
+        above = max(view.centre[0] - top, 0.0) * view.pixel_mm - 0.5 * lung_h  # CT above the apices, mm
+        fov = min(max(lung_w + 2 * WALL_MM, lung_h + APEX_MM + BASE_MM), lung_h + max(above, APEX_MM) + MAX_BASE_MM)
+        fov = max(fov, lung_w + 2 * MIN_WALL_MM) * (1 + an * rng.uniform(-0.03, 0.06))
         mm = fov / S
         theta = math.radians(an * rng.uniform(-4, 4))
         sx = 1 + an * rng.uniform(-0.05, 0.05)
@@ -185,7 +193,6 @@ class SynthCXR:
         ca, sa = math.cos(theta), math.sin(theta)
         n, apx = view.size, view.pixel_mm
         # keep the frame below the replicated top slices of the CT (asset rows < 12)
-        top = 12 if patient is None else patient.rows[0]
         cy = view.centre[0] + (0.5 * lung_h + BASE_MM - 0.5 * fov) / apx  # the frame's lower edge: BASE_MM below the CP angles
         cy = max(cy, top + 0.5 * fov / apx + abs(ty) / apx)
         fc = (ca * x / apx)[None, :] + ((view.centre[1] + tx / apx - 0.5) - sa * y / apx)[:, None]
