@@ -4,12 +4,17 @@ Per image (all vectorised NumPy at the output size, ~ms on one core):
 
 1. **Anatomy**: one of the precomputed CT views (small rotations), a random affine (scale,
    rotation, translation), lung inflation (the diaphragm moves), a smooth elastic warp and a
-   soft-tissue thickness change, framed from the lung apices to the costophrenic angles.
+   soft-tissue thickness change. **PA framing**: from just above the lung apices to just below the
+   costophrenic angles, with the lateral chest walls inside the square frame (``WALL_MM`` a side; where
+   the CT stops at the apices the abdomen strip is capped at ``MAX_BASE_MM`` and the walls narrow, never
+   below ``MIN_WALL_MM``), kept inside the CT's covered rows/columns.
    Radiographic convention: patient's right on the viewer's left, bone bright.
 2. **Lesions** (see :mod:`mlcak_lib.synth.lesions`) added to the attenuation line integral.
-3. **Acquisition**: Beer-Lambert intensity, scatter (low-pass additive), quantum noise,
-   detector blur, then display processing (log, dynamic-range compression, percentile window,
-   tone curve, mild unsharp masking) to float32 in [0, 1].
+3. **Film** (:func:`mlcak_lib.synth.film.expose`): extra bone attenuation at the film's effective
+   energy (from the asset's bone path ``bone_mm``), Beer-Lambert primary, scatter (a broad low-pass
+   of the primary), quantum noise (photons/mm^2), detector blur, then CR/DR processing in the log
+   domain (Laplacian pyramid: large scales compressed, rib-scale bands boosted, big edges kneed, fine
+   texture cored), a percentile window and a sigmoid characteristic curve to float32 in [0, 1].
 
 Image ``i`` of split ``s`` is a pure function of ``(config, seed, s, i)``: its random generator
 is ``default_rng(SeedSequence([seed, SPLITS[s], i]))``. With ``SynthConfig(patients=...)`` it first
@@ -140,8 +145,9 @@ class SynthCXR:
         ``findings`` forces a list of classes (for demonstrations) instead of drawing them.
         ``keep_stages`` adds ``stages``: the intermediate images of the pipeline (notebook 01),
         ``line_integral`` (anatomy, warped CT projection), ``lesion_line_integral`` (what the
-        lesions add), ``intensity`` (detected I/I0 with scatter, noise and blur) and ``log``
-        (-ln of it, before display processing). The pixels are the same either way.
+        lesions add), ``intensity`` (detected I/I0 with the bone term, scatter, noise and blur),
+        ``log`` (-ln of it) and ``processed`` (after the multi-scale processing, before window and
+        curve). The pixels are the same either way.
         """
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
