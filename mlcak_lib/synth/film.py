@@ -59,7 +59,7 @@ SETTINGS = {
     "effective_kev": (56.0, 6.0),
     "scatter_to_primary": (0.32, 0.12),  # in the lungs; behind the mediastinum it comes out 2-3x higher
     "log10_photons_per_mm2": (6.1, 0.3),
-    "detector_blur": (0.14, 0.05),
+    "detector_blur": (0.06, 0.04),
     "large_scale_gain": (0.23, 0.06),  # residual of the pyramid (the scales >= ~80 mm)
     "detail_gain": (1.15, 0.2),  # the rib-scale bands (~5-20 mm)
     "knee": (0.1, 0.03),  # soft-knee amplitude of the detail bands (log units)

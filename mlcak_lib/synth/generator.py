@@ -249,7 +249,8 @@ class SynthCXR:
         # ---- acquisition physics and display processing (film.py; lesions are already in the line integral)
         p = cv.p + cv.add
         p += (soft_mm * 0.02 / 200.0) * np.minimum(cv.body_mm, 200.0)
-        bone = None if view.bone is None else _bilinear_flat(view.bone, idx, n, wr, wc).reshape(S, S)
+        # bone path: nearest neighbour (20x cheaper than bilinear; the assets' bone is smooth at ~1 mm, the film blurs)
+        bone = None if view.bone is None else np.take(view.bone, near).reshape(S, S)
         img, film_stages, film = expose(p, bone, mm, rng, ac, keep_stages)
         if keep_stages:
             stages = {"line_integral": cv.p.copy(), "lesion_line_integral": cv.add.copy(), **film_stages}
