@@ -27,7 +27,8 @@ effective energy of about 70 keV) and the bone path length into the displayed im
    detail bands pass a soft knee ``x / (1 + |x| / knee)`` (big edges such as the spine and heart border
    are compressed while small ones, rib edges and vessels, are boosted) and whose ~4-6 mm band is cored
    (small-amplitude texture suppressed, the NPS brought to RG1's). The finest band is left as it is.
-5. **Characteristic curve** (:func:`characteristic_curve`): percentile window, then a sigmoid
+5. **Characteristic curve** (:func:`characteristic_curve`): percentile window of the body (direct
+   exposure beside it left out, as CR/DR exposure recognition does), then a sigmoid
    (H&D-like toe and shoulder) to float32 in [0, 1], bone bright.
 
 Everything runs at the output size with separable or strided NumPy and small matrix products (about
@@ -53,6 +54,8 @@ XCOM_KEV = np.array([40.0, 50.0, 60.0, 70.0, 80.0, 100.0])
 BONE_WATER_MU_RATIO = np.array([4.76, 3.59, 2.94, 2.58, 2.33, 2.09])
 """Cortical bone (ICRU-44, 1.92 g/cm^3) over water linear attenuation at ``XCOM_KEV`` (NIST XCOM, approximate)."""
 CT_KEV = 70.0
+DIRECT_EXPOSURE_LOG = 0.3
+"""-ln(I/I0) below which a pixel is direct exposure (no body: scatter only), left out of the display window."""
 
 # mid-range film settings and the half-width of their per-film variation at acquisition = 1
 SETTINGS = {
@@ -234,9 +237,15 @@ def band_gains(mm_per_px: float, levels: int, fine: float, detail: float) -> lis
     return gains
 
 
-def window(img: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.7, step: int = 4) -> tuple[float, float]:
-    """Percentile window of a ``step``-subsample (``np.partition``: cheaper than ``np.percentile``)."""
+def window(img: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.7, step: int = 4,
+           keep: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile window of a ``step``-subsample (``np.partition``: cheaper than ``np.percentile``);
+    ``keep`` (bool, same shape as ``img``) restricts it to those pixels when at least 5 % of them are kept."""
     v = img[::step, ::step].ravel()
+    if keep is not None:
+        k = keep[::step, ::step].ravel()
+        if k.sum() >= 0.05 * k.size:
+            v = v[k]
     k = [round(pct / 100.0 * (v.size - 1)) for pct in (lo_pct, hi_pct)]
     part = np.partition(v, k)
     return float(part[k[0]]), float(part[k[1]])
@@ -285,7 +294,9 @@ def expose(p: np.ndarray, bone_mm: np.ndarray | None, mm_per_px: float, rng, str
     coring = [s["coring"] if 3.5 <= sc < 6.0 else 0.0 for sc in scale]
     knee = [s["knee"] if sc >= 3.5 else math.inf for sc in scale]
     proc = multiscale(q, gains, s["large_scale_gain"], knee, coring)
-    lo, hi = window(proc)
+    # exposure recognition, as CR/DR histogram analysis does: direct exposure (air beside the body) is
+    # left out of the window, so that it does not stretch the window and make the lungs pale
+    lo, hi = window(proc, keep=q > DIRECT_EXPOSURE_LOG)
     t = proc - lo
     t *= 1.0 / max(hi - lo, 1e-6)
     img = characteristic_curve(t, s["curve_slope"], s["curve_mid"]).astype(np.float32, copy=False)
