@@ -178,7 +178,9 @@ class SynthCXR:
         # PA framing: the lateral chest walls and some soft tissue beside the lungs (WALL_MM a side), and
         # from above the apices to just below the costophrenic angles (BASE_MM): the abdomen only a strip.
         # Where the CT stops just above the apices the square frame's surplus would go to the abdomen: cap
-        # it at MAX_BASE_MM below the CP angles, at the cost of chest wall (never below MIN_WALL_MM a side)
+        # it at MAX_BASE_MM below the CP angles, at the cost of chest wall (never below MIN_WALL_MM a side).
+        # fit_frame (below) still shrinks the frame to the CT's covered rows/columns: with the five CTs that
+        # coverage, not this rule, sets the frame of four patients (their CTs end at the apices/walls)
         top = 12 if patient is None else patient.rows[0]
         above = max(view.centre[0] - top, 0.0) * view.pixel_mm - 0.5 * lung_h  # CT above the apices, mm
         fov = min(max(lung_w + 2 * WALL_MM, lung_h + APEX_MM + BASE_MM), lung_h + max(above, APEX_MM) + MAX_BASE_MM)
