@@ -45,6 +45,7 @@ class View:
     centre: tuple[float, float]  # (row, col) of the chest centre (middle of the lung fields)
     lung_extent_mm: tuple[float, float]  # (height, width) of the lung fields
     p_field: float  # line integral below which a lung pixel is "open lung field" (not behind heart/spine/liver)
+    bone: np.ndarray | None = None  # (H*W,) float32 bone path length in mm (the film's bone term); None: asset lacks it
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,9 @@ def _prepare_view(arr: dict, v: int, pixel_mm: float, groups: list[str]) -> View
     extent = ((cp - top) * pixel_mm, (cols[-1] + 1 - cols[0]) * pixel_mm)
     heart = arr["heart_mm"][v] > 3
     p_field = float(np.percentile(p[lung & ~heart], 72))
-    return View(np.ascontiguousarray(p.ravel()), np.ascontiguousarray(aux), np.ascontiguousarray(extra), n, pixel_mm, centre, extent, p_field)
+    bone = arr["bone_mm"][v].astype(np.float32).ravel() if "bone_mm" in arr else None  # the legacy asset has none
+    return View(np.ascontiguousarray(p.ravel()), np.ascontiguousarray(aux), np.ascontiguousarray(extra), n, pixel_mm,
+                centre, extent, p_field, bone)
 
 
 @lru_cache(maxsize=4)

@@ -4,13 +4,19 @@ Per image (all vectorised NumPy at the output size, ~ms on one core):
 
 1. **Anatomy** (:mod:`mlcak_lib.synth.anatomy`: one table of parameters, ranges and sources): one of
    the precomputed CT views (small rotations), a random affine (scale, rotation, translation), depth
-   of inspiration (the diaphragm moves), a smooth elastic warp and a soft-tissue thickness change,
-   framed from the lung apices to the costophrenic angles.
+   of inspiration (the diaphragm moves), a smooth elastic warp and a soft-tissue thickness change; the
+   heart size (:func:`mlcak_lib.synth.lesions.heart_size`, a normal cardiothoracic ratio per film).
+   **PA framing**: from just above the lung apices to just below the costophrenic angles, with the
+   lateral chest walls inside the square frame (``WALL_MM`` a side; where the CT stops at the apices
+   the abdomen strip is capped at ``MAX_BASE_MM`` and the walls narrow, never below ``MIN_WALL_MM``),
+   kept inside the CT's covered rows/columns.
    Radiographic convention: patient's right on the viewer's left, bone bright.
 2. **Lesions** (see :mod:`mlcak_lib.synth.lesions`) added to the attenuation line integral.
-3. **Acquisition**: Beer-Lambert intensity, scatter (low-pass additive), quantum noise,
-   detector blur, then display processing (log, dynamic-range compression, percentile window,
-   tone curve, mild unsharp masking) to float32 in [0, 1].
+3. **Film** (:func:`mlcak_lib.synth.film.expose`): extra bone attenuation at the film's effective
+   energy (from the asset's bone path ``bone_mm``), Beer-Lambert primary, scatter (a broad low-pass
+   of the primary), quantum noise (photons/mm^2), detector blur, then CR/DR processing in the log
+   domain (Laplacian pyramid: large scales compressed, rib-scale bands boosted, big edges kneed, fine
+   texture cored), a percentile window and a sigmoid characteristic curve to float32 in [0, 1].
 
 Image ``i`` of split ``s`` is a pure function of ``(config, seed, s, i)``: its random generator
 is ``default_rng(SeedSequence([seed, SPLITS[s], i]))``. With ``SynthConfig(patients=...)`` it first
@@ -22,11 +28,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
-from ..resize import area_weights
 from ..threads import single_thread_blas
 from ..tokens import DEFAULT_MIN_FRACTION, boxes_to_token_map
 from .anatomy import draw_anatomy
@@ -41,22 +45,11 @@ from .cohort import (
     textures,
 )
 from .config import SPLITS, SynthConfig, vindr_relative_sizes
+from .film import expose
+from .film import up_matrix as _up_matrix
 from .lesions import MODELS, Canvas
 
 INSPIRATION_LEVEL = 0.4  # height of the lung bases below the film centre (fraction of the field) for .anatomy's shift
-
-
-@lru_cache(maxsize=16)
-def _up_matrix(n_small: int, n_big: int) -> np.ndarray:
-    """Linear interpolation matrix (n_big, n_small), pixel-centre aligned, edge clamped."""
-    pos = np.clip((np.arange(n_big) + 0.5) * n_small / n_big - 0.5, 0, n_small - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, n_small - 1)
-    f = pos - lo
-    m = np.zeros((n_big, n_small), np.float32)
-    m[np.arange(n_big), lo] += 1 - f
-    m[np.arange(n_big), hi] += f
-    return m
 
 
 def _bilinear_flat(table: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, wc: np.ndarray,
@@ -80,30 +73,14 @@ def _bilinear_flat(table: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, w
     return a
 
 
-@lru_cache(maxsize=16)
-def _lowpass_ops(S: int, k: int):
-    n = max(S // k, 2)
-    return area_weights(S, n).astype(np.float32), _up_matrix(n, S)
-
-
-def _lowpass(img: np.ndarray, k: int) -> np.ndarray:
-    d, u = _lowpass_ops(img.shape[0], k)
-    return u @ (d @ img @ d.T) @ u.T
-
-
-def _blur3(img: np.ndarray, a: float) -> np.ndarray:
-    """Separable 3-tap blur [a, 1-2a, a] with edge replication."""
-    out = img * (1 - 2 * a)
-    out[1:] += a * img[:-1]
-    out[:-1] += a * img[1:]
-    out[0] += a * img[0]
-    out[-1] += a * img[-1]
-    res = out * (1 - 2 * a)
-    res[:, 1:] += a * out[:, :-1]
-    res[:, :-1] += a * out[:, 1:]
-    res[:, 0] += a * out[:, 0]
-    res[:, -1] += a * out[:, -1]
-    return res
+WALL_MM = 24.0
+"""Frame margin beside the lung fields (mm): ribs, chest-wall muscle and some subcutaneous fat."""
+MIN_WALL_MM = 12.0
+"""Least frame margin beside the lung fields (mm): the lateral rib arcs stay inside."""
+APEX_MM, BASE_MM, MAX_BASE_MM = 15.0, 20.0, 45.0
+"""Frame margins above the lung apices and below the costophrenic angles (mm): the least ones, and the
+most below the CP angles; a wide chest's square frame gets its surplus above the apices (neck and
+shoulders, as on a PA film) where the CT reaches that far, else below, up to MAX_BASE_MM."""
 
 
 @dataclass
@@ -173,8 +150,9 @@ class SynthCXR:
         ``findings`` forces a list of classes (for demonstrations) instead of drawing them.
         ``keep_stages`` adds ``stages``: the intermediate images of the pipeline (notebook 01),
         ``line_integral`` (anatomy, warped CT projection), ``lesion_line_integral`` (what the
-        lesions add), ``intensity`` (detected I/I0 with scatter, noise and blur) and ``log``
-        (-ln of it, before display processing). The pixels are the same either way.
+        lesions add), ``intensity`` (detected I/I0 with the bone term, scatter, noise and blur),
+        ``log`` (-ln of it) and ``processed`` (after the multi-scale processing, before window and
+        curve). The pixels are the same either way.
         """
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -203,7 +181,16 @@ class SynthCXR:
         v = anat.view
         view = asset.views[v]
         lung_h, lung_w = view.lung_extent_mm
-        fov = max(lung_h, lung_w) * 1.13 * (1 + an * rng.uniform(-0.03, 0.06))
+        # PA framing: the lateral chest walls and some soft tissue beside the lungs (WALL_MM a side), and
+        # from above the apices to just below the costophrenic angles (BASE_MM): the abdomen only a strip.
+        # Where the CT stops just above the apices the square frame's surplus would go to the abdomen: cap
+        # it at MAX_BASE_MM below the CP angles, at the cost of chest wall (never below MIN_WALL_MM a side).
+        # fit_frame (below) still shrinks the frame to the CT's covered rows/columns: with the five CTs that
+        # coverage, not this rule, sets the frame of four patients (their CTs end at the apices/walls)
+        top = 12 if patient is None else patient.rows[0]
+        above = max(view.centre[0] - top, 0.0) * view.pixel_mm - 0.5 * lung_h  # CT above the apices, mm
+        fov = min(max(lung_w + 2 * WALL_MM, lung_h + APEX_MM + BASE_MM), lung_h + max(above, APEX_MM) + MAX_BASE_MM)
+        fov = max(fov, lung_w + 2 * MIN_WALL_MM) * (1 + an * rng.uniform(-0.03, 0.06))
         mm = fov / S
         theta = math.radians(anat.tilt_deg)
         sx = anat.scale
@@ -220,8 +207,8 @@ class SynthCXR:
         ca, sa = math.cos(theta), math.sin(theta)
         n, apx = view.size, view.pixel_mm
         # keep the frame below the replicated top slices of the CT (asset rows < 12)
-        top = 12 if patient is None else patient.rows[0]
-        cy = max(view.centre[0], top + 0.5 * fov / apx + abs(ty) / apx)
+        cy = view.centre[0] + (0.5 * lung_h + BASE_MM - 0.5 * fov) / apx  # the frame's lower edge: BASE_MM below the CP angles
+        cy = max(cy, top + 0.5 * fov / apx + abs(ty) / apx)
         fc = (ca * x / apx)[None, :] + ((view.centre[1] + tx / apx - 0.5) - sa * y / apx)[:, None]
         fr = (sa * x / apx)[None, :] + ((cy + ty / apx - 0.5) + ca * y / apx)[:, None]
         if elastic > 0:
@@ -267,36 +254,14 @@ class SynthCXR:
             labels.append(self.class_names.index(name))
             sizes.append(size_mm)
             masks.append(mask)
-        # ---- acquisition physics (lesions are already in the line integral)
+        # ---- acquisition physics and display processing (film.py; lesions are already in the line integral)
         p = cv.p + cv.add
         p += (soft_mm * 0.02 / 200.0) * np.minimum(cv.body_mm, 200.0)
-        intensity = np.exp(-p)
-        spr = 0.15 + ac * rng.uniform(0.0, 0.35)
-        intensity = intensity + spr * _lowpass(intensity, 16)
-        photons = 10 ** (5.3 - ac * rng.uniform(0.0, 0.7))
-        if ac > 0:
-            # zero-mean, unit-variance uniform noise (4x cheaper than normal; the detector blur
-            # that follows sums neighbours, so the result is close to Gaussian)
-            noise = rng.random((S, S), dtype=np.float32)
-            noise -= 0.5
-            noise *= np.sqrt(intensity)
-            noise *= math.sqrt(12.0 / photons)
-            intensity += noise
-        intensity = _blur3(intensity, 0.12 + ac * rng.uniform(0.0, 0.1))
-        q = -np.log(np.maximum(intensity, 1e-4))
+        # bone path: nearest neighbour (20x cheaper than bilinear; the assets' bone is smooth at ~1 mm, the film blurs)
+        bone = None if view.bone is None else np.take(view.bone, near).reshape(S, S)
+        img, film_stages, film = expose(p, bone, mm, rng, ac, keep_stages)
         if keep_stages:
-            stages = {"line_integral": cv.p.copy(), "lesion_line_integral": cv.add.copy(),
-                      "intensity": intensity.copy(), "log": q.copy()}
-        # ---- display processing
-        drc = 0.45 + ac * rng.uniform(-0.1, 0.15)
-        q = q - drc * _lowpass(q, 8)
-        sample = q[::4, ::4]
-        lo, hi = np.percentile(sample, [0.5 + ac * rng.uniform(0, 1.5), 99.7 - ac * rng.uniform(0, 0.6)])
-        img = np.clip((q - lo) / max(hi - lo, 1e-6), 0, 1)
-        tone = ac * rng.uniform(-0.25, 0.3)  # a gamma-like tone curve, cheaper than a power
-        img += tone * img * (1 - img)
-        sharp = 0.4 + ac * rng.uniform(0, 0.4)
-        img = np.clip(img + sharp * (img - _blur3(img, 0.25)), 0, 1).astype(np.float32)
+            stages = {"line_integral": cv.p.copy(), "lesion_line_integral": cv.add.copy(), **film_stages}
         heart = cv.heart_override if cv.heart_override is not None else cv.heart_mm
         k = len(boxes)
         mlct = np.zeros(len(self.class_names), np.float32)
@@ -317,8 +282,7 @@ class SynthCXR:
                 if "views_deg" in asset.meta else None,
                 "fov_mm": float(fov), "rotation_deg": math.degrees(theta), "scale": (float(sx), float(sy)),
                 "shift_mm": (float(tx), float(ty)), "inflation": float(inflation), "soft_tissue_mm": float(soft_mm),
-                "scatter_to_primary": float(spr), "photons": float(photons), "drc": float(drc),
-                "tone": float(tone), "unsharp": float(sharp), "findings": list(findings),
+                "film": film, "findings": list(findings),
                 "patient": DEFAULT_PATIENT if patient is None else patient.patient_id,
                 "known_findings": [name for name, _ in known], "anatomy": anat.as_dict(),
             },
