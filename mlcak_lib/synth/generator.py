@@ -39,7 +39,7 @@ from .cohort import (
     textures,
 )
 from .config import SPLITS, SynthConfig, vindr_relative_sizes
-from .lesions import MODELS, Canvas
+from .lesions import MODELS, Canvas, heart_size
 
 
 @lru_cache(maxsize=16)
@@ -242,6 +242,7 @@ class SynthCXR:
         # the smooth auxiliary fields: nearest neighbour on one packed uint32 array
         aux = np.take(view.aux, near).view(np.uint8).reshape(S, S, 4)  # little-endian bytes
         cv = Canvas(S, mm, a.reshape(S, S), aux, lambda: list(gather(view.extra)), fov, view.p_field)
+        heart_size(cv, rng, an)  # every film's heart size (a normal CTR), before the findings
         _q, ctx = self._ctx()
         boxes, labels, sizes, masks = [], [], [], []
         for name in findings:

@@ -17,7 +17,7 @@ from .canvas import (
           _instance,
           sample_size,
 )
-from .heart import aortic_enlargement, cardiomegaly
+from .heart import aortic_enlargement, cardiomegaly, heart_size
 from .lung import calcification, lung_opacity, nodule, pulmonary_fibrosis
 from .pleura import pleural_effusion, pleural_thickening, pneumothorax
 
@@ -27,4 +27,4 @@ MODELS = {"Nodule/Mass": nodule, "Calcification": calcification, "Lung Opacity":
           "Aortic enlargement": aortic_enlargement, "Pleural thickening": pleural_thickening,
           "Pulmonary fibrosis": pulmonary_fibrosis}
 
-__all__ = ["AERATED_MM", "DMU_LUNG", "DMU_SOFT", "MIN_BOX_PX", "MODELS", "MU_WATER", "Canvas", "_instance", "sample_size"]
+__all__ = ["AERATED_MM", "DMU_LUNG", "DMU_SOFT", "MIN_BOX_PX", "MODELS", "MU_WATER", "Canvas", "_instance", "heart_size", "sample_size"]

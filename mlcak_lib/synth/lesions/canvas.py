@@ -38,7 +38,8 @@ class Canvas:
         self._extra = None
         self._field = None
         self._aerated = None
-        self.heart_override = None
+        self.heart_override = None  # the heart's projected thickness (mm) once resized (heart.heart_size)
+        self._boxes: dict = {}
         self.rows = np.arange(S, dtype=np.float32)[:, None]
         self.cols = np.arange(S, dtype=np.float32)[None, :]
 
@@ -54,7 +55,8 @@ class Canvas:
     def field(self) -> np.ndarray:
         """Open lung field: lung not hidden behind the heart, great vessels, spine or diaphragm."""
         if self._field is None:
-            self._field = self.lung & (self._aux[..., 1] < 3) & ((self._aux[..., 3] & 31) == 0) & (self.p < self.p_field)
+            heart = self._aux[..., 1] < 3 if self.heart_override is None else self.heart_override < 3
+            self._field = self.lung & heart & ((self._aux[..., 3] & 31) == 0) & (self.p < self.p_field)
         return self._field
 
     @property
@@ -78,6 +80,42 @@ class Canvas:
 
     def side(self, right: bool) -> np.ndarray:
         return self.lung_r if right else self.lung_l
+
+    def side_box(self, right: bool):
+        """``(r0, r1, c0, c1)`` of one lung's mask (end exclusive; cached), ``None`` when under 10 rows."""
+        if right not in self._boxes:
+            m = self.side(right)
+            rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+            ok = len(rows) >= 10 and len(cols) >= 5
+            self._boxes[right] = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1) if ok else None
+        return self._boxes[right]
+
+    def thorax_px(self) -> int:
+        """Widest single-row span of the lung mask (the thoracic diameter of the CTR, as in ``realism``)."""
+        if "thorax" not in self._boxes:
+            hit = self.lung.any(axis=1)
+            first = np.argmax(self.lung, axis=1)
+            last = self.S - 1 - np.argmax(self.lung[:, ::-1], axis=1)
+            self._boxes["thorax"] = int(((last - first + 1) * hit).max())
+        return self._boxes["thorax"]
+
+    def wall_distance(self, right: bool, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Distance (px, >= 0 inside the lung) of window pixels from that lung's *lateral* border on their row.
+
+        The lateral border is the chest wall (inner rib margin): the outermost lung column of each row
+        (the right lung is on the viewer's left). Rows without lung get a large distance.
+        """
+        m = self.side(right)[r0:r1]
+        hit = m.any(axis=1)
+        if right:
+            border = np.argmax(m, axis=1).astype(np.float32)
+            d = self.cols[:, c0:c1] - border[:, None]
+        else:
+            border = (self.S - 1 - np.argmax(m[:, ::-1], axis=1)).astype(np.float32)
+            d = border[:, None] - self.cols[:, c0:c1]
+        d = d + 0.5
+        d[~hit] = 1e4
+        return d
 
 
 # ---------------------------------------------------------------- helpers
@@ -181,6 +219,25 @@ def _bilinear(img: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
     flat = img.ravel()
     i = r0 * w + c0
     return ((flat[i] * (1 - fc) + flat[i + 1] * fc) * (1 - fr) + (flat[i + w] * (1 - fc) + flat[i + w + 1] * fc) * fr)
+
+
+def _scaled_window(field: np.ndarray, centre, sy: float, sx: float, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """``field`` magnified by ``(sy, sx)`` about ``centre`` (row, col; continuous), sampled on a window."""
+    cy, cx = centre
+    r = cy + (np.arange(r0, r1, dtype=np.float32)[:, None] + 0.5 - cy) / sy - 0.5
+    c = cx + (np.arange(c0, c1, dtype=np.float32)[None, :] + 0.5 - cx) / sx - 0.5
+    return _bilinear(field, r + 0 * c, c + 0 * r)
+
+
+def _blur3(img: np.ndarray, passes: int = 1) -> np.ndarray:
+    """Separable [1, 2, 1] / 4 blur, ``passes`` times, edges replicated (a small window's smoothing)."""
+    out = img.astype(np.float32, copy=True)
+    for _ in range(passes):
+        for ax in (0, 1):
+            pad = np.concatenate([out.take([0], ax), out, out.take([-1], ax)], ax)
+            n = out.shape[ax]
+            out = 0.25 * pad.take(range(n), ax) + 0.5 * out + 0.25 * pad.take(range(2, n + 2), ax)
+    return out
 
 
 def _smooth_noise(rng, h: int, w: int, cells: int = 4) -> np.ndarray:

@@ -1,56 +1,145 @@
-"""The heart and great vessels (notebook 01): cardiomegaly and aortic enlargement."""
+"""The heart and great vessels (notebook 01): heart size of every film, cardiomegaly, aortic enlargement.
+
+Heart size is an anatomical variation: :func:`heart_size` (called once per film, before the
+findings) draws a cardiothoracic ratio (CTR) from a normal-adult range and rescales the CT's
+projected heart to it. The ranges below are quoted from memory and **to be verified**:
+Danzer (1919) defined the CTR and its upper normal limit of 0.5 on PA films; Nickol & Wade (1982,
+Br Heart J) measured healthy adults at a mean of about 0.45 (sd about 0.04). A normal film's
+target is that normal distribution truncated to ``CTR_NORMAL`` (so normals stay below 0.5);
+cardiomegaly draws from ``CTR_CARDIOMEGALY``. The CTR is measured like
+:func:`mlcak_lib.realism.cardiothoracic_ratio`: the heart mask's column span over the widest row
+of the lung mask.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .canvas import DMU_SOFT, Canvas, _bilinear, _box_of, _instance
+from .canvas import DMU_SOFT, Canvas, _blur3, _box_of, _instance, _scaled_window
+
+CTR_MEAN, CTR_SD = 0.45, 0.04  # normal adults, PA (Nickol & Wade 1982; quoted from memory, to verify)
+CTR_NORMAL = (0.36, 0.49)  # truncation of a normal film's draw: below Danzer's 0.5 limit
+CTR_CARDIOMEGALY = (0.52, 0.66)
+HEART_MM = 5.0  # projected heart thickness (mm) that makes the heart mask (the generator's rule)
 
 
-def _scaled_field(field: np.ndarray, centre, sy: float, sx: float, cv: Canvas) -> np.ndarray:
-    cy, cx = centre
-    r = cy + (cv.rows + 0.5 - cy) / sy - 0.5
-    c = cx + (cv.cols + 0.5 - cx) / sx - 0.5
-    return _bilinear(field, r + 0 * c, c + 0 * r)
+def _heart_geometry(cv: Canvas):
+    """``(rows, cols, ctr)`` of the CT's own heart mask, or ``None`` without heart or lung."""
+    hm = cv.heart_mm > HEART_MM
+    rows, cols = np.flatnonzero(hm.any(axis=1)), np.flatnonzero(hm.any(axis=0))
+    thorax = cv.thorax_px()
+    if len(cols) < 3 or thorax < 10:
+        return None
+    return rows, cols, (cols[-1] + 1 - cols[0]) / thorax
+
+
+def _resize_heart(cv: Canvas, target_ctr: float, lift: float):
+    """Rescale the CT's heart to ``target_ctr`` (sideways; ``lift`` of that vertically, the base kept on
+    the diaphragm) and add the attenuation change; returns the new heart thickness field or ``None``.
+
+    Where the heart grows it replaces aerated lung (at most the lung's depth); where it shrinks its
+    tissue becomes aerated lung, so attenuation falls. Relative to a previous resize (a normal film's
+    heart size, then cardiomegaly) only the difference is added. Works in a window around both hearts.
+    """
+    geo = _heart_geometry(cv)
+    if geo is None:
+        return None
+    rows, cols, ctr0 = geo
+    sx = float(target_ctr / ctr0)
+    sy = 1.0 + (sx - 1.0) * lift
+    # the left ventricle (viewer's right) carries most of the change: scale about a point 40 % across
+    centre = (rows[-1] + 1.0, cols[0] + 0.4 * (cols[-1] + 1 - cols[0]))
+    any_heart = cv.heart_mm > 0 if cv.heart_override is None else (cv.heart_mm > 0) | (cv.heart_override > 0)
+    b = _box_of(any_heart)
+    S = cv.S
+    grow = max(sx, sy, 1.0)
+    r0 = max(min(int(b[1]), int(centre[0] - (centre[0] - b[1]) * grow)) - 2, 0)
+    r1 = min(int(b[3]) + 2, S)
+    c0 = max(min(int(b[0]), int(centre[1] - (centre[1] - b[0]) * grow)) - 2, 0)
+    c1 = min(max(int(b[2]), int(centre[1] + (b[2] - centre[1]) * grow) + 1) + 2, S)
+    base = cv.heart_mm[r0:r1, c0:c1]
+    room = base + cv.lung_mm[r0:r1, c0:c1]
+    # the heart's top (where the CT's heart label is cut from the great vessels) stays where it is:
+    # the change fades in over the upper quarter of the heart
+    taper = np.clip((cv.rows[r0:r1] - rows[0]) / (0.25 * (rows[-1] + 1 - rows[0])), 0, 1)
+    new = base + taper * (_scaled_window(cv.heart_mm, centre, sy, sx, r0, r1, c0, c1) - base)
+    old = base if cv.heart_override is None else cv.heart_override[r0:r1, c0:c1]
+    # the projected line integral is smoother than the heart label: blur the change alike
+    delta = _blur3(np.minimum(new, room) - np.minimum(old, room), 2) * DMU_SOFT
+    # where the heart's label overstates its excess over the lung (partial volume), a shrinking heart
+    # must not leave a band darker than that row's darkest lung
+    now = cv.p[r0:r1, c0:c1] + cv.add[r0:r1, c0:c1]
+    floor = np.minimum(now, now.min(axis=1, keepdims=True))
+    cv.add[r0:r1, c0:c1] += np.maximum(now + delta, floor) - now
+    field = cv.heart_mm.copy() if cv.heart_override is None else cv.heart_override
+    field[r0:r1, c0:c1] = new
+    cv.heart_override = field
+    cv._field = None  # the open lung field follows the heart
+    return field
+
+
+def heart_size(cv: Canvas, rng, strength: float = 1.0) -> None:
+    """Every film's heart size: a CTR drawn from the normal-adult range, ``strength`` of the way from the CT's own.
+
+    ``strength`` is ``SynthConfig.anatomy`` (0: the CT's own heart, no random numbers drawn).
+    """
+    if strength <= 0:
+        return
+    geo = _heart_geometry(cv)
+    if geo is None:
+        return
+    lo, hi = CTR_NORMAL
+    draw = CTR_MEAN
+    for _ in range(8):
+        draw = CTR_MEAN + CTR_SD * rng.standard_normal()
+        if lo <= draw <= hi:
+            break
+    target = geo[2] + strength * (float(np.clip(draw, lo, hi)) - geo[2])
+    _resize_heart(cv, target, lift=0.0)
 
 
 def cardiomegaly(cv: Canvas, rng, ctx) -> list:
-    """Cardiomegaly: the heart silhouette enlarged (mostly sideways) to a cardiothoracic ratio of 0.53-0.66."""
-    heart = cv.heart_mm > 5
-    if not heart.any() or not cv.lung.any():
+    """Cardiomegaly: the heart border enlarged (mostly sideways, mostly leftwards) to a CTR of 0.52-0.66."""
+    geo = _heart_geometry(cv)
+    if geo is None:
         return []
-    hb, lb = _box_of(heart), _box_of(cv.lung)
-    ctr0 = (hb[2] - hb[0]) / (lb[2] - lb[0])
-    target = rng.uniform(0.54, 0.66)
-    sx = max(target / ctr0, 1.08)
-    sy = 1.0 + (sx - 1.0) * rng.uniform(0.2, 0.45)
-    w = heart.astype(np.float32)
-    centre = ((cv.rows * w).sum() / w.sum() + 0.5, (cv.cols * w).sum() / w.sum() + 0.5)
-    big = _scaled_field(cv.heart_mm, centre, sy, sx, cv)
-    grow = np.clip(big - cv.heart_mm, 0, None)
-    cv.add += np.minimum(grow, cv.lung_mm) * DMU_SOFT
-    cv.heart_override = big
-    inst = _instance(cv, big > 5, clean=False)
+    now = geo[2]
+    if cv.heart_override is not None:  # the film's heart size (heart_size) rather than the CT's own
+        cols = np.flatnonzero((cv.heart_override > HEART_MM).any(axis=0))
+        now = (cols[-1] + 1 - cols[0]) / cv.thorax_px() if len(cols) else now
+    target = max(rng.uniform(*CTR_CARDIOMEGALY), now * 1.08)
+    field = _resize_heart(cv, target, lift=rng.uniform(0.2, 0.45))
+    if field is None:
+        return []
+    inst = _instance(cv, field > HEART_MM, clean=False)
     return [inst] if inst else []
 
 
 def aortic_enlargement(cv: Canvas, rng, ctx) -> list:
-    """Aortic enlargement: the aortic arch/knob (above the heart) dilated 1.35-1.75x."""
-    heart = cv.heart_mm > 5
+    """Aortic enlargement: the aortic arch/knob (above the heart) dilated 1.35-1.75x, in a window around it."""
+    heart = cv.heart_mm > HEART_MM
     if not heart.any():
         return []
     top = int(_box_of(heart)[1])
-    arch = (cv.aorta_mm > 3) & (cv.rows < top + 5)
-    if arch.sum() < 4:
+    S = cv.S
+    lim = min(top + 8, S)
+    arch = cv.aorta_mm[:lim] * np.clip((top + 8 - cv.rows[:lim]) / 8.0, 0, 1)
+    box = _box_of(arch > 3)
+    if box is None or np.count_nonzero(arch > 3) < 4:
         return []
-    w = arch.astype(np.float32)
-    centre = ((cv.rows * w).sum() / w.sum() + 0.5, (cv.cols * w).sum() / w.sum() + 0.5)
+    w = (arch > 3).astype(np.float32)
+    centre = ((cv.rows[:lim] * w).sum() / w.sum() + 0.5, (cv.cols * w).sum() / w.sum() + 0.5)
     s = rng.uniform(1.35, 1.75)
-    field = (cv.aorta_mm * np.clip((top + 8 - cv.rows) / 8.0, 0, 1)).astype(np.float32)
-    big = _scaled_field(field, centre, s ** 0.5, s, cv)
-    grow = np.clip(big - field, 0, None)
-    cv.add += np.minimum(grow, cv.lung_mm + 20) * DMU_SOFT
-    inst = _instance(cv, big > 3, clean=False)
+    r0 = max(int(centre[0] - (centre[0] - box[1]) * s ** 0.5) - 3, 0)
+    r1 = min(int(centre[0] + (lim - centre[0]) * s ** 0.5) + 3, S)
+    c0 = max(int(centre[1] - (centre[1] - box[0]) * s) - 3, 0)
+    c1 = min(int(centre[1] + (box[2] - centre[1]) * s) + 3, S)
+    field = np.zeros((S, S), np.float32)
+    field[:lim] = arch
+    big = _scaled_window(field, centre, s ** 0.5, s, r0, r1, c0, c1)
+    grow = np.clip(big - field[r0:r1, c0:c1], 0, None)
+    cv.add[r0:r1, c0:c1] += np.minimum(grow, cv.lung_mm[r0:r1, c0:c1] + 20) * DMU_SOFT
+    mask = np.zeros((S, S), bool)
+    mask[r0:r1, c0:c1] = big > 3
+    inst = _instance(cv, mask, clean=False)
     return [inst] if inst else []
-
-
