@@ -233,10 +233,16 @@ def _blur3(img: np.ndarray, passes: int = 1) -> np.ndarray:
     """Separable [1, 2, 1] / 4 blur, ``passes`` times, edges replicated (a small window's smoothing)."""
     out = img.astype(np.float32, copy=True)
     for _ in range(passes):
-        for ax in (0, 1):
-            pad = np.concatenate([out.take([0], ax), out, out.take([-1], ax)], ax)
-            n = out.shape[ax]
-            out = 0.25 * pad.take(range(n), ax) + 0.5 * out + 0.25 * pad.take(range(2, n + 2), ax)
+        t = out * 0.5
+        t[1:] += 0.25 * out[:-1]
+        t[:-1] += 0.25 * out[1:]
+        t[0] += 0.25 * out[0]
+        t[-1] += 0.25 * out[-1]
+        out = t * 0.5
+        out[:, 1:] += 0.25 * t[:, :-1]
+        out[:, :-1] += 0.25 * t[:, 1:]
+        out[:, 0] += 0.25 * t[:, 0]
+        out[:, -1] += 0.25 * t[:, -1]
     return out
 
 

@@ -52,7 +52,8 @@ def _mass(cv: Canvas, rng, cy: float, cx: float, a_mm: float, dmu: float, kind: 
         rb += a_mm * amp * rng.uniform(0.5, 1.0) * np.cos(k * theta + rng.uniform(0, 2 * math.pi))
     u = rho / rb
     t = 2.0 * a_mm * np.sqrt(np.clip(1.0 - u * u, 0.0, None))
-    t = _blur3(t, 1 + int(a_mm > 6) + int(a_mm > 15))  # soft edge
+    # soft edge; outside the lung (chest wall, mediastinum: soft tissue already) a mass adds no contrast
+    t = _blur3(t * cv.lung[r0:r1, c0:c1], 1 + int(a_mm > 6) + int(a_mm > 15))
     t = np.minimum(t, cv.lung_mm[r0:r1, c0:c1] + 0.3 * a_mm)
     add = t * dmu
     seen = t > 0.08 * 2.0 * a_mm
@@ -64,6 +65,7 @@ def _mass(cv: Canvas, rng, cy: float, cx: float, a_mm: float, dmu: float, kind: 
             length = spic * rng.uniform(0.5, 1.0)
             taper = np.clip(1.0 - (along - a_mm) / length, 0, 1) * (along > 0.5 * a_mm)
             strands = np.maximum(strands, np.exp(-((perp / (0.45 * mm)) ** 2)) * taper)
+        strands *= cv.lung[r0:r1, c0:c1]  # spicules run in the lung
         add += strands * 4.0 * DMU_SOFT
         seen |= strands > 0.35
     if kind == "calcified":  # a dense central (or eccentric) calcification

@@ -84,7 +84,7 @@ def pneumothorax(cv: Canvas, rng, ctx) -> list:
     if sb is None:
         return []
     R0, R1, C0, C1 = sb
-    w_mm = rng.uniform(8, 30) * max(ctx.size_scale, 0.3)  # apical rim width
+    w_mm = rng.uniform(12, 35) * max(ctx.size_scale, 0.3)  # apical rim width
     extent = min(sample_size(rng, ctx.rel_sizes, "Pneumothorax", cv.fov_mm, 40.0, 200.0) / cv.mm, R1 - R0)
     r0, r1 = R0, min(int(R0 + extent) + 1, R1)
     c0, c1 = (C0, min(C0 + int(0.6 * (C1 - C0)) + 2, C1)) if right else (max(C1 - int(0.6 * (C1 - C0)) - 2, C0), C1)
@@ -97,12 +97,14 @@ def pneumothorax(cv: Canvas, rng, ctx) -> list:
         ndimage.distance_transform_edt(np.pad(m, pad))[1:, :-1]
     d = d.astype(np.float32) * cv.mm
     width = w_mm * np.clip(1.0 - (rows - R0) / max(extent, 1.0), 0.0, 1.0) ** 0.6 + 1.0
-    air = np.clip((width - d) / 1.5, 0, 1) * m
+    air = np.clip((width - d) / cv.mm + 0.5, 0, 1) * m  # a one-pixel transition at the visceral pleura
     if not (air > 0.5).any():
         return []
     p = cv.p[r0:r1, c0:c1]
-    smooth = _blur3(p, 6)
-    cv.add[r0:r1, c0:c1] -= air * ((p - smooth) + cv.lung_mm[r0:r1, c0:c1] * DMU_LUNG)
+    # the lung's structure goes (its line integral is replaced by its smooth background), and with it
+    # the aerated lung's own attenuation (smoothed: the depth field is sampled nearest-neighbour)
+    smooth = _blur3(p, 8)
+    cv.add[r0:r1, c0:c1] -= air * ((p - smooth) + _blur3(cv.lung_mm[r0:r1, c0:c1], 4) * DMU_LUNG)
     line = np.exp(-(((d - width) / (0.5 * cv.mm)) ** 2)) * m * (width > 1.5)
     cv.add[r0:r1, c0:c1] += line * rng.uniform(0.08, 0.14)
     mask = np.zeros((cv.S, cv.S), bool)
