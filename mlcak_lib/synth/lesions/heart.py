@@ -67,9 +67,11 @@ def _resize_heart(cv: Canvas, target_ctr: float, lift: float):
     # the projected line integral is smoother than the heart label: blur the change alike
     delta = _blur3(np.minimum(new, room) - np.minimum(old, room), 2) * DMU_SOFT
     # where the heart's label overstates its excess over the lung (partial volume), a shrinking heart
-    # must not leave a band darker than that row's darkest lung
+    # must not leave a band darker than the lung beside it: the floor on each row runs from the line
+    # integral just outside the window's left edge to that just outside its right edge
     now = cv.p[r0:r1, c0:c1] + cv.add[r0:r1, c0:c1]
-    floor = np.minimum(now, now.min(axis=1, keepdims=True))
+    w = np.linspace(0.0, 1.0, c1 - c0, dtype=np.float32)[None, :]
+    floor = np.minimum(now, now[:, :1] * (1 - w) + now[:, -1:] * w)
     cv.add[r0:r1, c0:c1] += np.maximum(now + delta, floor) - now
     field = cv.heart_mm.copy() if cv.heart_override is None else cv.heart_override
     field[r0:r1, c0:c1] = new
@@ -138,7 +140,8 @@ def aortic_enlargement(cv: Canvas, rng, ctx) -> list:
     field[:lim] = arch
     big = _scaled_window(field, centre, s ** 0.5, s, r0, r1, c0, c1)
     grow = np.clip(big - field[r0:r1, c0:c1], 0, None)
-    cv.add[r0:r1, c0:c1] += np.minimum(grow, cv.lung_mm[r0:r1, c0:c1] + 20) * DMU_SOFT
+    # it adds contrast where it displaces lung (the knob); over the mediastinum it displaces soft tissue
+    cv.add[r0:r1, c0:c1] += _blur3(np.minimum(grow, cv.lung_mm[r0:r1, c0:c1]), 1) * DMU_SOFT
     mask = np.zeros((S, S), bool)
     mask[r0:r1, c0:c1] = big > 3
     inst = _instance(cv, mask, clean=False)

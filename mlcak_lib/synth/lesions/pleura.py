@@ -105,8 +105,8 @@ def pneumothorax(cv: Canvas, rng, ctx) -> list:
     # the aerated lung's own attenuation (smoothed: the depth field is sampled nearest-neighbour)
     smooth = _blur3(p, 8)
     cv.add[r0:r1, c0:c1] -= air * ((p - smooth) + _blur3(cv.lung_mm[r0:r1, c0:c1], 4) * DMU_LUNG)
-    line = np.exp(-(((d - width) / (0.5 * cv.mm)) ** 2)) * m * (width > 1.5)
-    cv.add[r0:r1, c0:c1] += line * rng.uniform(0.08, 0.14)
+    line = np.exp(-(((d - width) / (0.7 * cv.mm)) ** 2)) * m * (width > 1.5)
+    cv.add[r0:r1, c0:c1] += line * rng.uniform(0.1, 0.16)
     mask = np.zeros((cv.S, cv.S), bool)
     mask[r0:r1, c0:c1] = air > 0.5
     inst = _instance(cv, mask, min_pixels=8)
