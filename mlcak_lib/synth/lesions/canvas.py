@@ -222,11 +222,18 @@ def _bilinear(img: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def _scaled_window(field: np.ndarray, centre, sy: float, sx: float, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-    """``field`` magnified by ``(sy, sx)`` about ``centre`` (row, col; continuous), sampled on a window."""
+    """``field`` magnified by ``(sy, sx)`` about ``centre`` (row, col; continuous), sampled on a window.
+
+    The map is separable (rows and columns apart), so it is two 1-D linear interpolations (edges clamped).
+    """
     cy, cx = centre
-    r = cy + (np.arange(r0, r1, dtype=np.float32)[:, None] + 0.5 - cy) / sy - 0.5
-    c = cx + (np.arange(c0, c1, dtype=np.float32)[None, :] + 0.5 - cx) / sx - 0.5
-    return _bilinear(field, r + 0 * c, c + 0 * r)
+    h, w = field.shape
+    r = np.clip(cy + (np.arange(r0, r1, dtype=np.float32) + 0.5 - cy) / sy - 0.5, 0, h - 1.001)
+    c = np.clip(cx + (np.arange(c0, c1, dtype=np.float32) + 0.5 - cx) / sx - 0.5, 0, w - 1.001)
+    ri, ci = r.astype(np.int32), c.astype(np.int32)
+    fr, fc = (r - ri)[:, None], (c - ci)[None, :]
+    rows = field[ri] * (1 - fr) + field[ri + 1] * fr
+    return rows[:, ci] * (1 - fc) + rows[:, ci + 1] * fc
 
 
 def _blur3(img: np.ndarray, passes: int = 1) -> np.ndarray:

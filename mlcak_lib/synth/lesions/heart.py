@@ -33,7 +33,7 @@ def _heart_geometry(cv: Canvas):
     return rows, cols, (cols[-1] + 1 - cols[0]) / thorax
 
 
-def _resize_heart(cv: Canvas, target_ctr: float, lift: float):
+def _resize_heart(cv: Canvas, target_ctr: float, lift: float, geo=None):
     """Rescale the CT's heart to ``target_ctr`` (sideways; ``lift`` of that vertically, the base kept on
     the diaphragm) and add the attenuation change; returns the new heart thickness field or ``None``.
 
@@ -41,7 +41,7 @@ def _resize_heart(cv: Canvas, target_ctr: float, lift: float):
     tissue becomes aerated lung, so attenuation falls. Relative to a previous resize (a normal film's
     heart size, then cardiomegaly) only the difference is added. Works in a window around both hearts.
     """
-    geo = _heart_geometry(cv)
+    geo = geo or _heart_geometry(cv)
     if geo is None:
         return None
     rows, cols, ctr0 = geo
@@ -65,7 +65,7 @@ def _resize_heart(cv: Canvas, target_ctr: float, lift: float):
     new = base + taper * (_scaled_window(cv.heart_mm, centre, sy, sx, r0, r1, c0, c1) - base)
     old = base if cv.heart_override is None else cv.heart_override[r0:r1, c0:c1]
     # the projected line integral is smoother than the heart label: blur the change alike
-    delta = _blur3(np.minimum(new, room) - np.minimum(old, room), 2) * DMU_SOFT
+    delta = _blur3(np.minimum(new, room) - np.minimum(old, room), 1) * DMU_SOFT
     # where the heart's label overstates its excess over the lung (partial volume), a shrinking heart
     # must not leave a band darker than the lung beside it: the floor on each row runs from the line
     # integral just outside the window's left edge to that just outside its right edge
@@ -97,7 +97,7 @@ def heart_size(cv: Canvas, rng, strength: float = 1.0) -> None:
         if lo <= draw <= hi:
             break
     target = geo[2] + strength * (float(np.clip(draw, lo, hi)) - geo[2])
-    _resize_heart(cv, target, lift=0.0)
+    _resize_heart(cv, target, lift=0.0, geo=geo)
 
 
 def cardiomegaly(cv: Canvas, rng, ctx) -> list:
@@ -110,7 +110,7 @@ def cardiomegaly(cv: Canvas, rng, ctx) -> list:
         cols = np.flatnonzero((cv.heart_override > HEART_MM).any(axis=0))
         now = (cols[-1] + 1 - cols[0]) / cv.thorax_px() if len(cols) else now
     target = max(rng.uniform(*CTR_CARDIOMEGALY), now * 1.08)
-    field = _resize_heart(cv, target, lift=rng.uniform(0.2, 0.45))
+    field = _resize_heart(cv, target, lift=rng.uniform(0.2, 0.45), geo=geo)
     if field is None:
         return []
     inst = _instance(cv, field > HEART_MM, clean=False)
