@@ -39,6 +39,7 @@ class Canvas:
         self._field = None
         self._aerated = None
         self.heart_override = None  # the heart's projected thickness (mm) once resized (heart.heart_size)
+        self.heart_window = (0, 0, 0, 0)  # (r0, r1, c0, c1) where it was changed
         self._boxes: dict = {}
         self.rows = np.arange(S, dtype=np.float32)[:, None]
         self.cols = np.arange(S, dtype=np.float32)[None, :]
@@ -232,7 +233,7 @@ def _scaled_window(field: np.ndarray, centre, sy: float, sx: float, r0: int, r1:
     c = np.clip(cx + (np.arange(c0, c1, dtype=np.float32) + 0.5 - cx) / sx - 0.5, 0, w - 1.001)
     ri, ci = r.astype(np.int32), c.astype(np.int32)
     fr, fc = (r - ri)[:, None], (c - ci)[None, :]
-    rows = field[ri] * (1 - fr) + field[ri + 1] * fr
+    rows = field[r0:r1] if sy == 1.0 and r1 <= h else field[ri] * (1 - fr) + field[ri + 1] * fr
     return rows[:, ci] * (1 - fc) + rows[:, ci + 1] * fc
 
 

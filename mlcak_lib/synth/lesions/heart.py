@@ -25,7 +25,7 @@ HEART_MM = 5.0  # projected heart thickness (mm) that makes the heart mask (the 
 
 def _heart_geometry(cv: Canvas):
     """``(rows, cols, ctr)`` of the CT's own heart mask, or ``None`` without heart or lung."""
-    hm = cv.heart_mm > HEART_MM
+    hm = cv._aux[..., 1] > HEART_MM  # the uint8 channel of heart_mm: a cheaper comparison
     rows, cols = np.flatnonzero(hm.any(axis=1)), np.flatnonzero(hm.any(axis=0))
     thorax = cv.thorax_px()
     if len(cols) < 3 or thorax < 10:
@@ -49,14 +49,18 @@ def _resize_heart(cv: Canvas, target_ctr: float, lift: float, geo=None):
     sy = 1.0 + (sx - 1.0) * lift
     # the left ventricle (viewer's right) carries most of the change: scale about a point 40 % across
     centre = (rows[-1] + 1.0, cols[0] + 0.4 * (cols[-1] + 1 - cols[0]))
-    any_heart = cv.heart_mm > 0 if cv.heart_override is None else (cv.heart_mm > 0) | (cv.heart_override > 0)
-    b = _box_of(any_heart)
     S = cv.S
     grow = max(sx, sy, 1.0)
-    r0 = max(min(int(b[1]), int(centre[0] - (centre[0] - b[1]) * grow)) - 2, 0)
-    r1 = min(int(b[3]) + 2, S)
-    c0 = max(min(int(b[0]), int(centre[1] - (centre[1] - b[0]) * grow)) - 2, 0)
-    c1 = min(max(int(b[2]), int(centre[1] + (b[2] - centre[1]) * grow) + 1) + 2, S)
+    # window: the heart mask's box plus its thin rim (4 px), scaled, and any previous resize's window
+    b = (cols[0] - 4, rows[0] - 4, cols[-1] + 5, rows[-1] + 5)
+    r0 = max(min(b[1], int(centre[0] - (centre[0] - b[1]) * grow)) - 2, 0)
+    r1 = min(b[3] + 2, S)
+    c0 = max(min(b[0], int(centre[1] - (centre[1] - b[0]) * grow)) - 2, 0)
+    c1 = min(max(b[2], int(centre[1] + (b[2] - centre[1]) * grow) + 1) + 2, S)
+    if cv.heart_override is not None:
+        p0, p1, q0, q1 = cv.heart_window
+        r0, r1, c0, c1 = min(r0, p0), max(r1, p1), min(c0, q0), max(c1, q1)
+    cv.heart_window = (r0, r1, c0, c1)
     base = cv.heart_mm[r0:r1, c0:c1]
     room = base + cv.lung_mm[r0:r1, c0:c1]
     # the heart's top (where the CT's heart label is cut from the great vessels) stays where it is:
