@@ -63,13 +63,17 @@ def _resize_heart(cv: Canvas, target_ctr: float, lift: float, geo=None):
     cv.heart_window = (r0, r1, c0, c1)
     base = cv.heart_mm[r0:r1, c0:c1]
     room = base + cv.lung_mm[r0:r1, c0:c1]
+    new = _scaled_window(cv.heart_mm, centre, sy, sx, r0, r1, c0, c1)
     # the heart's top (where the CT's heart label is cut from the great vessels) stays where it is:
     # the change fades in over the upper quarter of the heart
-    taper = np.clip((cv.rows[r0:r1] - rows[0]) / (0.25 * (rows[-1] + 1 - rows[0])), 0, 1)
-    new = base + taper * (_scaled_window(cv.heart_mm, centre, sy, sx, r0, r1, c0, c1) - base)
-    old = base if cv.heart_override is None else cv.heart_override[r0:r1, c0:c1]
+    k = min(max(int(rows[0] + 0.25 * (rows[-1] + 1 - rows[0])) + 1 - r0, 0), r1 - r0)
+    taper = np.clip((cv.rows[r0:r0 + k] - rows[0]) / (0.25 * (rows[-1] + 1 - rows[0])), 0, 1)
+    new[:k] = base[:k] + taper * (new[:k] - base[:k])
     # the projected line integral is smoother than the heart label: blur the change alike
-    delta = _blur3(np.minimum(new, room) - np.minimum(old, room), 1) * DMU_SOFT
+    if cv.heart_override is None:  # min(base, room) is base
+        delta = _blur3(np.minimum(new, room) - base, 1) * DMU_SOFT
+    else:
+        delta = _blur3(np.minimum(new, room) - np.minimum(cv.heart_override[r0:r1, c0:c1], room), 1) * DMU_SOFT
     # where the heart's label overstates its excess over the lung (partial volume), a shrinking heart
     # must not leave a band darker than the lung beside it: the floor on each row runs from the line
     # integral just outside the window's left edge to that just outside its right edge
