@@ -87,14 +87,17 @@ def pneumothorax(cv: Canvas, rng, ctx) -> list:
     w_mm = rng.uniform(12, 35) * max(ctx.size_scale, 0.3)  # apical rim width
     extent = min(sample_size(rng, ctx.rel_sizes, "Pneumothorax", cv.fov_mm, 40.0, 200.0) / cv.mm, R1 - R0)
     r0, r1 = R0, min(int(R0 + extent) + 1, R1)
-    c0, c1 = (C0, min(C0 + int(0.6 * (C1 - C0)) + 2, C1)) if right else (max(C1 - int(0.6 * (C1 - C0)) - 2, C0), C1)
+    c0, c1 = C0, C1
     m = cv.side(right)[r0:r1, c0:c1]
     rows = cv.rows[r0:r1]
-    # the rim: distance (mm) from the lung's apical and lateral pleura (not from the window's medial
-    # or lower edge); its width tapers from the apex down
-    pad = ((1, 0), (1, 0)) if right else ((1, 0), (0, 1))
-    d = ndimage.distance_transform_edt(np.pad(m, pad))[1:, 1:] if right else \
-        ndimage.distance_transform_edt(np.pad(m, pad))[1:, :-1]
+    # the rim: distance (mm) from the lung's apical and lateral pleura, not from the mediastinal one
+    # (each row is filled from its lateral border medially) nor the window's lower edge
+    if right:
+        filled = np.logical_or.accumulate(m, axis=1)
+        d = ndimage.distance_transform_edt(np.pad(filled, ((1, 0), (1, 0))))[1:, 1:]
+    else:
+        filled = np.logical_or.accumulate(m[:, ::-1], axis=1)[:, ::-1]
+        d = ndimage.distance_transform_edt(np.pad(filled, ((1, 0), (0, 1))))[1:, :-1]
     d = d.astype(np.float32) * cv.mm
     width = w_mm * np.clip(1.0 - (rows - R0) / max(extent, 1.0), 0.0, 1.0) ** 0.6 + 1.0
     air = np.clip((width - d) / cv.mm + 0.5, 0, 1) * m  # a one-pixel transition at the visceral pleura
