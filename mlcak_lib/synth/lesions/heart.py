@@ -1,8 +1,10 @@
 """The heart and great vessels (notebook 01): heart size of every film, cardiomegaly, aortic enlargement.
 
 Heart size is an anatomical variation: :func:`heart_size` (called once per film, before the
-findings) draws a cardiothoracic ratio (CTR) from a normal-adult range and rescales the CT's
-projected heart to it. The ranges below are quoted from memory and **to be verified**:
+findings) draws a cardiothoracic ratio (CTR) from a normal-adult range and resizes the CT's
+projected heart to it by a sideways warp of the film (:func:`_warp_heart`: the lung beside the heart
+follows its border, so a smaller heart leaves aerated lung with its own texture); cardiomegaly
+warps further. The ranges below are quoted from memory and **to be verified**:
 Danzer (1919) defined the CTR and its upper normal limit of 0.5 on PA films; Nickol & Wade (1982,
 Br Heart J) measured healthy adults at a mean of about 0.45 (sd about 0.04). A normal film's
 target is that normal distribution truncated to ``CTR_NORMAL`` (so normals stay below 0.5);
@@ -88,10 +90,66 @@ def _resize_heart(cv: Canvas, target_ctr: float, lift: float, geo=None):
     return field
 
 
+SPINE_MM = 12.0  # half-width (mm) of the column around the heart's scaling centre that the warp keeps (the spine)
+
+
+def _warp_heart(cv: Canvas, sx: float, geo) -> bool:
+    """Resize the heart sideways by ``sx`` by warping the film's columns over the heart's rows.
+
+    One piecewise-linear column map: the heart's lateral parts are compressed (or stretched) towards
+    their new borders and the lung between the heart and the chest wall is stretched (or compressed)
+    to follow, so a smaller heart leaves aerated lung with its own texture where it was. The chest
+    walls and a spine-wide column at the scaling centre stay put; the warp fades out over ~6 % of the
+    film above and below the heart. The line integral's change goes to ``cv.add``, the warped heart
+    thickness to ``cv.heart_override`` (its mask's width is exactly ``sx`` times the CT heart's).
+    """
+    rows, cols, _ = geo
+    S = cv.S
+    lc = np.flatnonzero(cv.lung.any(axis=0))
+    if len(lc) < 10:
+        return False
+    wl, wr = float(lc[0]), float(lc[-1] + 1)  # the chest walls (the lung fields' outer columns)
+    first, last = float(cols[0]), float(cols[-1] + 1)
+    cx = first + 0.4 * (last - first)  # the left ventricle (viewer's right) changes most
+    sp = SPINE_MM / cv.mm
+    fl, fr = max(cx - sp, first + 1), min(cx + sp, last - 1)
+    lnew, rnew = cx - (cx - first) * sx, cx + (last - cx) * sx
+    if not (wl + 1 < min(first, lnew) and lnew < fl - 0.5 and fl < fr and rnew > fr + 0.5 and max(last, rnew) < wr - 1):
+        return False
+    c = np.arange(S, dtype=np.float32) + 0.5
+    disp = np.interp(c, [0.0, wl, lnew, fl, fr, rnew, wr, S], [0.0, wl, first, fl, fr, last, wr, S]) - c
+    m = int(0.06 * S) + 1
+    r0, r1 = max(int(rows[0]) - m, 0), min(int(rows[-1]) + 1 + m, S)
+    rr = cv.rows[r0:r1]
+    weight = np.clip(np.minimum(rr - (rows[0] - m), (rows[-1] + m) - rr) / m, 0, 1)
+    src = np.clip(c[None, :] + weight * disp[None, :] - 0.5, 0, S - 1.001)
+    ci = src.astype(np.int32)
+    f = src - ci
+    ri = np.arange(r1 - r0)[:, None]
+
+    def warp(img):
+        win = img[r0:r1]
+        return win[ri, ci] * (1 - f) + win[ri, ci + 1] * f
+
+    if cv.heart_change is not None:  # a previous resize of this film (its heart size): replaced
+        q0, q1, prev = cv.heart_change
+        cv.add[q0:q1] -= prev
+    change = warp(cv.p) - cv.p[r0:r1]
+    cv.add[r0:r1] += change
+    cv.heart_change = (r0, r1, change)
+    field = cv.heart_mm.copy()
+    field[r0:r1] = warp(cv.heart_mm)
+    cv.heart_override = field
+    cv.heart_window = (r0, r1, 0, S)
+    cv._field = None  # the open lung field follows the heart
+    return True
+
+
 def heart_size(cv: Canvas, rng, strength: float = 1.0) -> None:
     """Every film's heart size: a CTR drawn from the normal-adult range, ``strength`` of the way from the CT's own.
 
-    ``strength`` is ``SynthConfig.anatomy`` (0: the CT's own heart, no random numbers drawn).
+    ``strength`` is ``SynthConfig.anatomy`` (0: the CT's own heart, no random numbers drawn). The heart
+    is resized by warping the film sideways (:func:`_warp_heart`).
     """
     if strength <= 0:
         return
@@ -105,11 +163,12 @@ def heart_size(cv: Canvas, rng, strength: float = 1.0) -> None:
         if lo <= draw <= hi:
             break
     target = geo[2] + strength * (float(np.clip(draw, lo, hi)) - geo[2])
-    _resize_heart(cv, target, lift=0.0, geo=geo)
+    _warp_heart(cv, target / geo[2], geo)
 
 
 def cardiomegaly(cv: Canvas, rng, ctx) -> list:
-    """Cardiomegaly: the heart border enlarged (mostly sideways, mostly leftwards) to a CTR of 0.52-0.66."""
+    """Cardiomegaly: the heart's borders moved outwards (mostly leftwards) to a CTR of 0.52-0.66, by the
+    same sideways warp as the film's heart size (the lung beside it is compressed); replaces that size."""
     geo = _heart_geometry(cv)
     if geo is None:
         return []
@@ -118,10 +177,10 @@ def cardiomegaly(cv: Canvas, rng, ctx) -> list:
         cols = np.flatnonzero((cv.heart_override > HEART_MM).any(axis=0))
         now = (cols[-1] + 1 - cols[0]) / cv.thorax_px() if len(cols) else now
     target = max(rng.uniform(*CTR_CARDIOMEGALY), now * 1.08)
-    field = _resize_heart(cv, target, lift=rng.uniform(0.2, 0.45), geo=geo)
-    if field is None:
-        return []
-    inst = _instance(cv, field > HEART_MM, clean=False)
+    lift = rng.uniform(0.2, 0.45)
+    if not _warp_heart(cv, target / geo[2], geo) and _resize_heart(cv, target, lift=lift, geo=geo) is None:
+        return []  # (no room for the warp: the heart's tissue is added instead)
+    inst = _instance(cv, cv.heart_override > HEART_MM, clean=False)
     return [inst] if inst else []
 
 
