@@ -119,26 +119,36 @@ def _warp_heart(cv: Canvas, sx: float, geo) -> bool:
     c = np.arange(S, dtype=np.float32) + 0.5
     disp = np.interp(c, [0.0, wl, lnew, fl, fr, rnew, wr, S], [0.0, wl, first, fl, fr, last, wr, S]) - c
     m = int(0.06 * S) + 1
-    r0, r1 = max(int(rows[0]) - m, 0), min(int(rows[-1]) + 1 + m, S)
-    rr = cv.rows[r0:r1]
-    weight = np.clip(np.minimum(rr - (rows[0] - m), (rows[-1] + m) - rr) / m, 0, 1)
-    src = np.clip(c[None, :] + weight * disp[None, :] - 0.5, 0, S - 1.001)
-    ci = src.astype(np.int32)
-    f = src - ci
-    ri = np.arange(r1 - r0)[:, None]
+    h0, h1 = int(rows[0]), int(rows[-1]) + 1  # the heart's rows: full warp, one column map for all
+    r0, r1 = max(h0 - m, 0), min(h1 + m, S)  # above and below it fades out
+    c1d = np.clip(c + disp - 0.5, 0, S - 1.001)
+    i1 = c1d.astype(np.int32)
+    f1 = c1d - i1
 
-    def warp(img):
-        win = img[r0:r1]
+    def warp(img, lo, hi):
+        if lo == h0 and hi == h1:  # the same column map on every row: 1-D gathers
+            win = img[lo:hi]
+            return np.take(win, i1, axis=1) * (1 - f1) + np.take(win, i1 + 1, axis=1) * f1
+        rr = cv.rows[lo:hi]
+        weight = np.clip(np.minimum(rr - (h0 - m), (h1 - 1 + m) - rr) / m, 0, 1)
+        src = np.clip(c[None, :] + weight * disp[None, :] - 0.5, 0, S - 1.001)
+        ci = src.astype(np.int32)
+        f = src - ci
+        ri = np.arange(hi - lo)[:, None]
+        win = img[lo:hi]
         return win[ri, ci] * (1 - f) + win[ri, ci + 1] * f
+
+    def warp_all(img):
+        return np.concatenate([warp(img, r0, h0), warp(img, h0, h1), warp(img, h1, r1)], 0)
 
     if cv.heart_change is not None:  # a previous resize of this film (its heart size): replaced
         q0, q1, prev = cv.heart_change
         cv.add[q0:q1] -= prev
-    change = warp(cv.p) - cv.p[r0:r1]
+    change = warp_all(cv.p) - cv.p[r0:r1]
     cv.add[r0:r1] += change
     cv.heart_change = (r0, r1, change)
     field = cv.heart_mm.copy()
-    field[r0:r1] = warp(cv.heart_mm)
+    field[h0:h1] = warp(cv.heart_mm, h0, h1)  # no heart mask outside its rows
     cv.heart_override = field
     cv.heart_window = (r0, r1, 0, S)
     cv._field = None  # the open lung field follows the heart
