@@ -216,9 +216,13 @@ def aortic_enlargement(cv: Canvas, rng, ctx) -> list:
     field = np.zeros((S, S), np.float32)
     field[:lim] = arch
     big = _scaled_window(field, centre, s ** 0.5, s, r0, r1, c0, c1)
-    grow = np.clip(big - field[r0:r1, c0:c1], 0, None)
+    # the arch projects as a curved band: the dilated knob is a filled, smooth outline of it (no ring)
+    solid, before = _blur3(big, 4), _blur3(field[r0:r1, c0:c1], 4)
+    gain = float(big.max()) / max(float(solid.max()), 1e-6)
+    grow = np.clip(solid - before, 0, None) * gain  # smooth: the CT's sharp label edge leaves no outline
     # it adds contrast where it displaces lung (the knob); over the mediastinum it displaces soft tissue
-    cv.add[r0:r1, c0:c1] += _blur3(np.minimum(grow, cv.lung_mm[r0:r1, c0:c1]), 1) * DMU_SOFT
+    cv.add[r0:r1, c0:c1] += np.minimum(grow, _blur3(cv.lung_mm[r0:r1, c0:c1], 3)) * DMU_SOFT
+    big = np.maximum(big, solid)
     mask = np.zeros((S, S), bool)
     mask[r0:r1, c0:c1] = big > 3
     inst = _instance(cv, mask, clean=False)
