@@ -40,7 +40,7 @@ class Canvas:
         self._aerated = None
         self.heart_override = None  # the heart's projected thickness (mm) once resized (heart.heart_size)
         self.heart_window = (0, 0, 0, 0)  # (r0, r1, c0, c1) where it was changed
-        self.heart_change = None  # (r0, r1, rows of cv.add) that a sideways heart warp added
+        self.heart_change = None  # (r0, r1, c0, c1, window of cv.add) that a sideways heart warp added
         self._boxes: dict = {}
         self.rows = np.arange(S, dtype=np.float32)[:, None]
         self.cols = np.arange(S, dtype=np.float32)[None, :]

@@ -99,8 +99,8 @@ def _warp_heart(cv: Canvas, sx: float, geo) -> bool:
     One piecewise-linear column map: the heart's lateral parts are compressed (or stretched) towards
     their new borders and the lung between the heart and the chest wall is stretched (or compressed)
     to follow, so a smaller heart leaves aerated lung with its own texture where it was. The chest
-    walls and a spine-wide column at the scaling centre stay put; the warp fades out over ~6 % of the
-    film above and below the heart. The line integral's change goes to ``cv.add``, the warped heart
+    walls and a spine-wide column at the scaling centre stay put; the warp fades out over ~4 % of the
+    film above and below the heart (blended). The line integral's change goes to ``cv.add``, the warped heart
     thickness to ``cv.heart_override`` (its mask's width is exactly ``sx`` times the CT heart's).
     """
     rows, cols, _ = geo
@@ -116,41 +116,33 @@ def _warp_heart(cv: Canvas, sx: float, geo) -> bool:
     lnew, rnew = cx - (cx - first) * sx, cx + (last - cx) * sx
     if not (wl + 1 < min(first, lnew) and lnew < fl - 0.5 and fl < fr and rnew > fr + 0.5 and max(last, rnew) < wr - 1):
         return False
-    c = np.arange(S, dtype=np.float32) + 0.5
-    disp = np.interp(c, [0.0, wl, lnew, fl, fr, rnew, wr, S], [0.0, wl, first, fl, fr, last, wr, S]) - c
-    m = int(0.06 * S) + 1
+    q0, q1 = int(wl), min(int(wr) + 1, S)  # outside the chest walls nothing moves
+    c = np.arange(q0, q1, dtype=np.float32) + 0.5
+    disp = np.interp(c, [wl, lnew, fl, fr, rnew, wr], [wl, first, fl, fr, last, wr]) - c
+    m = int(0.04 * S) + 1
     h0, h1 = int(rows[0]), int(rows[-1]) + 1  # the heart's rows: full warp, one column map for all
     r0, r1 = max(h0 - m, 0), min(h1 + m, S)  # above and below it fades out
     c1d = np.clip(c + disp - 0.5, 0, S - 1.001)
     i1 = c1d.astype(np.int32)
     f1 = c1d - i1
 
-    def warp(img, lo, hi):
-        if lo == h0 and hi == h1:  # the same column map on every row: 1-D gathers
-            win = img[lo:hi]
-            return np.take(win, i1, axis=1) * (1 - f1) + np.take(win, i1 + 1, axis=1) * f1
-        rr = cv.rows[lo:hi]
-        weight = np.clip(np.minimum(rr - (h0 - m), (h1 - 1 + m) - rr) / m, 0, 1)
-        src = np.clip(c[None, :] + weight * disp[None, :] - 0.5, 0, S - 1.001)
-        ci = src.astype(np.int32)
-        f = src - ci
-        ri = np.arange(hi - lo)[:, None]
+    def warp(img, lo, hi):  # the same column map on every row: 1-D gathers
         win = img[lo:hi]
-        return win[ri, ci] * (1 - f) + win[ri, ci + 1] * f
-
-    def warp_all(img):
-        return np.concatenate([warp(img, r0, h0), warp(img, h0, h1), warp(img, h1, r1)], 0)
+        return np.take(win, i1, axis=1) * (1 - f1) + np.take(win, i1 + 1, axis=1) * f1
 
     if cv.heart_change is not None:  # a previous resize of this film (its heart size): replaced
-        q0, q1, prev = cv.heart_change
-        cv.add[q0:q1] -= prev
-    change = warp_all(cv.p) - cv.p[r0:r1]
-    cv.add[r0:r1] += change
-    cv.heart_change = (r0, r1, change)
+        p0, p1, pc0, pc1, prev = cv.heart_change
+        cv.add[p0:p1, pc0:pc1] -= prev
+    # above and below the heart the warped rows are blended into the unwarped ones
+    rr = cv.rows[r0:r1]
+    weight = np.clip(np.minimum(rr - (h0 - m), (h1 - 1 + m) - rr) / m, 0, 1)
+    change = (warp(cv.p, r0, r1) - cv.p[r0:r1, q0:q1]) * weight
+    cv.add[r0:r1, q0:q1] += change
+    cv.heart_change = (r0, r1, q0, q1, change)
     field = cv.heart_mm.copy()
-    field[h0:h1] = warp(cv.heart_mm, h0, h1)  # no heart mask outside its rows
+    field[h0:h1, q0:q1] = warp(cv.heart_mm, h0, h1)  # no heart mask outside its rows
     cv.heart_override = field
-    cv.heart_window = (r0, r1, 0, S)
+    cv.heart_window = (r0, r1, q0, q1)
     cv._field = None  # the open lung field follows the heart
     return True
 
