@@ -47,7 +47,7 @@ from .cohort import (
 from .config import SPLITS, SynthConfig, vindr_relative_sizes
 from .film import expose
 from .film import up_matrix as _up_matrix
-from .lesions import MODELS, Canvas
+from .lesions import MODELS, Canvas, heart_size
 
 INSPIRATION_LEVEL = 0.4  # height of the lung bases below the film centre (fraction of the field) for .anatomy's shift
 
@@ -234,6 +234,7 @@ class SynthCXR:
         # the smooth auxiliary fields: nearest neighbour on one packed uint32 array
         aux = np.take(view.aux, near).view(np.uint8).reshape(S, S, 4)  # little-endian bytes
         cv = Canvas(S, mm, a.reshape(S, S), aux, lambda: list(gather(view.extra)), fov, view.p_field)
+        heart_size(cv, rng, an)  # every film's heart size (a normal CTR), before the findings
         _q, ctx = self._ctx()
         boxes, labels, sizes, masks = [], [], [], []
         for name in findings:
