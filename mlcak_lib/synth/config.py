@@ -134,9 +134,10 @@ class SynthConfig:
       Their sum must be at least ``abnormal_fraction`` (every abnormal image has a finding).
     * ``image_size``: output side in pixels (224 in the course).
     * ``anatomy`` / ``acquisition``: strength of the random variation (0 = the bare CT view).
-    * ``patients``: ``None`` (default) = the single CT asset ``ct_cxr_asset.npz``; or a preset name of
-      :data:`PATIENT_SPLITS` (``"by_patient"``) or a mapping split -> patient ids (:mod:`.patients`):
-      image i of a split is drawn from one of that split's patients (:mod:`.cohort`).
+    * ``patients``: a preset name of :data:`PATIENT_SPLITS` (default ``"by_patient"``: five real patients,
+      3 train / 1 validation / 1 test) or a mapping split -> patient ids (:mod:`.patients`): image i of a
+      split is drawn from one of that split's patients (:mod:`.cohort`); ``None`` = the single legacy CT
+      asset ``ct_cxr_asset.npz`` (LIDC-IDRI-0001 without bone channel; kept for comparisons).
     """
 
     classes: tuple[str, ...] = LESION_CLASSES
@@ -147,7 +148,7 @@ class SynthConfig:
     acquisition: float = 1.0
     max_nodules: int = 3
     size_scale: float = 1.0  # multiply every drawn lesion size (notebook 02 uses it to sweep sizes)
-    patients: tuple[tuple[str, tuple[str, ...]], ...] | dict | str | None = None
+    patients: tuple[tuple[str, tuple[str, ...]], ...] | dict | str | None = "by_patient"
 
     def __post_init__(self):
         classes = tuple(self.classes)

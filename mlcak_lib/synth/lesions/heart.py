@@ -195,6 +195,14 @@ def aortic_enlargement(cv: Canvas, rng, ctx) -> list:
     S = cv.S
     lim = min(top + 8, S)
     arch = cv.aorta_mm[:lim] * np.clip((top + 8 - cv.rows[:lim]) / 8.0, 0, 1)
+    if np.count_nonzero(arch > 3) < 4:
+        # the CT's label holds no arch above the heart (two patients: only the descending aorta was found):
+        # dilate the aorta's highest part instead, the knob's place on a PA film
+        rows = np.flatnonzero((cv.aorta_mm > 3).any(axis=1))
+        if not len(rows):
+            return []
+        lim = min(int(rows[0]) + 12, S)
+        arch = cv.aorta_mm[:lim] * np.clip((lim - cv.rows[:lim]) / 8.0, 0, 1)
     box = _box_of(arch > 3)
     if box is None or np.count_nonzero(arch > 3) < 4:
         return []

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from .canvas import DMU_LUNG, DMU_SOFT, Canvas, _blur3, _instance, sample_size
+from .canvas import DMU_SOFT, Canvas, _blur3, _instance, sample_size
 
 EFFUSION_VISIBLE_MM = 8.0  # fluid thickness along the beam from which an effusion counts as seen (mask)
 
@@ -75,7 +75,7 @@ def pneumothorax(cv: Canvas, rng, ctx) -> list:
     """Pneumothorax (erect PA): an apical/lateral rim of pleural air with no lung markings and a visceral pleural line.
 
     The air rim is widest at the apex and tapers down the lateral chest wall. Inside it the lung's
-    structure (vessels) is replaced by its smooth background and its tissue attenuation removed;
+    structure (vessels) is replaced by its smooth background (its hyperlucency is not modelled);
     at its inner edge the visceral pleura, seen tangentially, is a thin slightly denser line.
     The mask is the air rim (box from it); the size is its extent down the chest wall (mm).
     """
@@ -103,11 +103,11 @@ def pneumothorax(cv: Canvas, rng, ctx) -> list:
     air = np.clip((width - d) / cv.mm + 0.5, 0, 1) * m  # a one-pixel transition at the visceral pleura
     if not (air > 0.5).any():
         return []
-    p = cv.p[r0:r1, c0:c1]
-    # the lung's structure goes (its line integral is replaced by its smooth background), and with it
-    # the aerated lung's own attenuation (smoothed: the depth field is sampled nearest-neighbour)
+    p = cv.p[r0:r1, c0:c1] + cv.add[r0:r1, c0:c1]  # the film so far (the heart-size warp moved the lung beside the heart)
+    # the lung's structure goes: its line integral is replaced by its smooth background (the hyperlucency of
+    # the lost lung tissue is left out: the lung-depth field is blocky at the film's scale and drew edges)
     smooth = _blur3(p, 8)
-    cv.add[r0:r1, c0:c1] -= air * ((p - smooth) + _blur3(cv.lung_mm[r0:r1, c0:c1], 4) * DMU_LUNG)
+    cv.add[r0:r1, c0:c1] -= air * (p - smooth)
     line = np.exp(-(((d - width) / (0.7 * cv.mm)) ** 2)) * m * (width > 1.5)
     cv.add[r0:r1, c0:c1] += line * rng.uniform(0.1, 0.16)
     mask = np.zeros((cv.S, cv.S), bool)
