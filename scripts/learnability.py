@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from mlcak_lib import recipes
-from mlcak_lib.dataswitch import get_splits, synth_config
 from mlcak_lib.datasets import SPLIT_SIZES, SynthCXRDataset
+from mlcak_lib.dataswitch import get_splits, synth_config
 from mlcak_lib.metrics import auroc, auroc_ci, evaluate
 from mlcak_lib.splits import materialize
 from mlcak_lib.synth import seen_patients
