@@ -1,10 +1,12 @@
 """Realism report: the simulator's normal films measured against the real radiograph RG1.
 
     python scripts/realism_report.py              # 200 normal cases per setting -> results/realism_current.{csv,png}
+    python scripts/realism_report.py --tag issue12   # the committed after-issue-12 report
     python scripts/realism_report.py --n 50 --tag quick
 
-Two simulator settings, as the course uses them (``dataswitch.SYNTH_SETTINGS``): ``default``
-(``SynthConfig(anatomy=0.0)``, one fixed anatomy) and ``full`` (``SynthConfig()``, all variation).
+Two simulator settings (:data:`SETTINGS`): ``single_ct``, the course's default before issue 12 (the
+legacy single CT asset with one fixed anatomy), and ``five_patients``, issue 12's simulator with all
+five patients and the full anatomical variation.
 Normal cases only (``findings=[]``), train split, seed 0, indices 0..n-1, at 224 px with their own
 pixel size (``mm_per_px``). RG1 comes from :func:`mlcak_lib.realism.rg1_reference` (224 px,
 1.64 mm/pixel, the 0.2 mm spacing assumed in notebook 01). Every measure is a function of
@@ -28,15 +30,12 @@ import pandas as pd
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from mlcak_lib.config import repo_root
-from mlcak_lib.dataswitch import SYNTH_SETTINGS
 from mlcak_lib.realism import (
     RIB_BAND_CPMM,
     band_energy_fraction,
-    cardiothoracic_ratio,
     ctr_geometry,
     directional_power_ratio,
-    intensity_histogram_distance,
-    lung_field_fraction,
+    measure_normal_films,
     noise_power_spectrum,
     patient_from_sharpness_accuracy,
     radial_power_spectrum,
@@ -44,6 +43,7 @@ from mlcak_lib.realism import (
     sharpness_statistic,
 )
 from mlcak_lib.synth import SynthConfig, SynthCXR
+from mlcak_lib.synth.patients import PATIENTS
 
 NPS_AT_CPMM = (0.05, 0.10, 0.20, 0.28)
 """Frequencies (cycles/mm) at which the table reports the NPS (all below RG1's 0.304 Nyquist at 224)."""
@@ -70,36 +70,32 @@ def _on_grid(f: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.interp(GRID_CPMM, f, values, left=np.nan, right=np.nan)
 
 
+SETTINGS = {
+    "single_ct": {"patients": None, "anatomy": 0.0},  # the course's default before issue 12: one CT, one anatomy
+    "five_patients": {"patients": {"train": PATIENTS}},  # issue 12's default simulator, all five patients
+}
+"""The settings the report compares (``SynthConfig`` keyword arguments)."""
+
+
 def measure_setting(name: str, n: int, seed: int, f_max: float, rg1) -> tuple[dict, dict]:
-    """Per-image measures of ``n`` normal films of one setting: ``(arrays, curves)``."""
-    cfg = SynthConfig(**SYNTH_SETTINGS[name])
-    sim = SynthCXR(cfg)
-    keys = ("lung", "lung_open", "ctr", "rib", "rib_dir", "w1", "w1_norm", "sharp", "mm", "view")
-    out = {k: [] for k in keys}
-    spectra, nps_curves, example = [], [], None
+    """Per-image measures (:func:`mlcak_lib.realism.measure_normal_films`) and spectra of ``n`` normal films."""
+    sim = SynthCXR(SynthConfig(**SETTINGS[name]))
+    arrays = measure_normal_films(sim, n, rg1.image, seed=seed, f_max=f_max)
+    spectra, nps_curves = [], []
+    first = sim.generate(0, "train", seed, findings=[], keep_masks=False)
+    example = {"image": first["image"], "lung": first["lung_mask"], "heart": first["heart_mask"],
+               "ctr": ctr_geometry(first["heart_mask"], first["lung_mask"])}
+    pixels = []
     for i in range(n):
-        s = sim.generate(i, "train", seed, findings=[], keep_masks=True)
-        img, mm, lung, heart = s["image"], s["mm_per_px"], s["lung_mask"], s["heart_mask"]
-        if example is None:
-            example = {"image": img, "lung": lung, "heart": heart, "ctr": ctr_geometry(heart, lung)}
-        out["lung"].append(lung_field_fraction(lung))
-        out["lung_open"].append(lung_field_fraction(lung & ~heart))
-        out["ctr"].append(cardiothoracic_ratio(heart, lung))
-        out["rib"].append(band_energy_fraction(img, mm, RIB_BAND_CPMM, f_max=f_max))
-        out["rib_dir"].append(directional_power_ratio(img, mm, RIB_BAND_CPMM))
-        out["w1"].append(intensity_histogram_distance(img, rg1.image))
-        out["w1_norm"].append(intensity_histogram_distance(img, rg1.image, normalize=True))
-        out["sharp"].append(sharpness_statistic(img))
-        out["mm"].append(mm)
-        out["view"].append(s["params"]["view"])
-        f, p = radial_power_spectrum(img, mm)
+        s = sim.generate(i, "train", seed, findings=[], keep_masks=False)
+        f, p = radial_power_spectrum(s["image"], s["mm_per_px"])
         spectra.append(_on_grid(f, p))
-        f, nps = noise_power_spectrum(img, mm)
+        f, nps = noise_power_spectrum(s["image"], s["mm_per_px"])
         nps_curves.append(_on_grid(f, nps))
-    arrays = {k: np.asarray(v, dtype=float) for k, v in out.items()}
-    hist = np.concatenate([sim.generate(i, "train", seed, findings=[], keep_masks=False)["image"].ravel()
-                           for i in range(min(n, 20))])
-    return arrays, {"spectrum": np.array(spectra), "nps": np.array(nps_curves), "example": example, "pixels": hist}
+        if i < 20:
+            pixels.append(s["image"].ravel())
+    return arrays, {"spectrum": np.array(spectra), "nps": np.array(nps_curves), "example": example,
+                    "pixels": np.concatenate(pixels)}
 
 
 def build_table(results: dict, rg1, rg1_curves: dict, f_max: float) -> pd.DataFrame:
@@ -141,23 +137,23 @@ def build_table(results: dict, rg1, rg1_curves: dict, f_max: float) -> pd.DataFr
         add(f"NPS at {f0:.2f} cyc/mm (flattest 25 % of 32-px ROIs)", "display units^2 mm^2",
             lambda a, c, k=k: c["nps"][:, k], float(rg1_curves["nps"][k]), "nps")
     for name, (arrays, _) in results.items():
-        _, counts = np.unique(arrays["view"], return_counts=True)
+        who = arrays["patient"] if len(set(arrays["patient"])) > 1 else arrays["view"].astype(int)
+        _, counts = np.unique(who, return_counts=True)
         if len(counts) < 2 or counts.min() < 5:  # one view (anatomy=0) or too few films per view
             continue
-        acc = patient_from_sharpness_accuracy(arrays["sharp"], arrays["view"].astype(int))
-        row = {"metric": f"CT view from sharpness ({name}): 5-fold accuracy", "unit": "accuracy",
+        acc = patient_from_sharpness_accuracy(arrays["sharp"], who)
+        what = "patient" if len(set(arrays["patient"])) > 1 else "CT view (one CT: its views stand in for patients)"
+        row = {"metric": f"{what} from sharpness ({name}): 5-fold accuracy", "unit": "accuracy",
                f"sim_{name}_mean": acc["accuracy"], f"sim_{name}_sd": acc["accuracy_sd"], "rg1": float("nan"),
                "reference": f"chance (majority share) {acc['chance']:.3f}",
-               "source_or_note": "sd = across the 5 folds; Gaussian naive Bayes on sharpness_statistic; one CT "
-                                 "today, so its 5 precomputed views stand in for patients (issue 12's five "
-                                 "patients replace them)"}
+               "source_or_note": "sd = across the 5 folds; Gaussian naive Bayes on sharpness_statistic"}
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def plot(results: dict, rg1, rg1_curves: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(13, 8.4))
-    colors = {"default": "tab:blue", "full": "tab:orange"}
+    colors = {"single_ct": "tab:blue", "five_patients": "tab:orange"}
     images = [("RG1 (real CR), 224 px", rg1.image)] + [
         (f"simulated, {name} setting, train 0", curves["example"]) for name, (_, curves) in results.items()]
     for ax, (title, ex) in zip(axes[0], images):
@@ -216,7 +212,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=200, help="normal films per setting")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--settings", nargs="+", default=["default", "full"], choices=sorted(SYNTH_SETTINGS))
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--tag", default="current", help="output name: results/realism_<tag>.{csv,png}")
     p.add_argument("--out-dir", default=None, help="folder (default results/ in the checkout)")
     args = p.parse_args(argv)
