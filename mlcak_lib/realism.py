@@ -18,6 +18,7 @@ and answers in cycles/mm.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -339,14 +340,17 @@ each 1-99 % normalised), sharpness statistic, pixel size, CT view index and pati
 
 
 def measure_normal_films(sim, n: int, reference: np.ndarray, seed: int = 0, split: str = "train",
-                         f_max: float | None = None) -> dict[str, np.ndarray]:
+                         f_max: float | None = None, each: Callable[[dict], None] | None = None) -> dict[str, np.ndarray]:
     """Every per-film measure of this module on ``n`` normal films of a simulator (``sim.generate(i, split,
     seed, findings=[])``, images ``0..n-1``), against the real ``reference`` image (RG1 in the course).
-    Returns :data:`FILM_MEASURES` as arrays of length ``n`` (``patient`` holds ids). Used by the realism
-    tests and ``scripts/realism_report.py``."""
+    Returns :data:`FILM_MEASURES` as arrays of length ``n`` (``patient`` holds ids); ``each(sample)``, when
+    given, also sees every generated film (the report takes its spectra there instead of generating twice).
+    Used by the realism tests and ``scripts/realism_report.py``."""
     out: dict[str, list] = {k: [] for k in FILM_MEASURES}
     for i in range(n):
         s = sim.generate(i, split, seed, findings=[], keep_masks=False)
+        if each is not None:
+            each(s)
         img, mm, lung, heart = s["image"], s["mm_per_px"], s["lung_mask"], s["heart_mask"]
         out["lung"].append(lung_field_fraction(lung))
         out["lung_open"].append(lung_field_fraction(lung & ~heart))

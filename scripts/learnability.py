@@ -26,7 +26,7 @@ import pandas as pd
 from mlcak_lib import recipes
 from mlcak_lib.datasets import SPLIT_SIZES, SynthCXRDataset
 from mlcak_lib.dataswitch import get_splits, synth_config
-from mlcak_lib.metrics import auroc, auroc_ci, evaluate
+from mlcak_lib.metrics import auroc_ci, evaluate
 from mlcak_lib.splits import materialize
 from mlcak_lib.synth import seen_patients
 
@@ -40,12 +40,12 @@ def score(model, split, label: str) -> list[dict]:
         y = split.mlct[:, c].numpy()
         lo, hi = auroc_ci(y, preds["mlct_prob"][:, c])
         rows.append({"set": label, "class": name, "positives": int(y.sum()), "n": len(y),
-                     "auroc": auroc(y, preds["mlct_prob"][:, c]), "ci_low": lo, "ci_high": hi})
+                     "auroc": res["mlct_auroc"][name], "ci_low": lo, "ci_high": hi})
     y = split.mcct.numpy()
     p = preds["mcct_prob"]
     lo, hi = auroc_ci(y, p)
     rows.append({"set": label, "class": "MCCT (abnormal)", "positives": int(y.sum()), "n": len(y),
-                 "auroc": auroc(y, p), "ci_low": lo, "ci_high": hi})
+                 "auroc": res["mcct_auroc"], "ci_low": lo, "ci_high": hi})
     return rows
 
 

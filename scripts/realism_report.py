@@ -81,20 +81,20 @@ SETTINGS = {
 def measure_setting(name: str, n: int, seed: int, f_max: float, rg1) -> tuple[dict, dict]:
     """Per-image measures (:func:`mlcak_lib.realism.measure_normal_films`) and spectra of ``n`` normal films."""
     sim = SynthCXR(SynthConfig(**SETTINGS[name]))
-    arrays = measure_normal_films(sim, n, rg1.image, seed=seed, f_max=f_max)
-    spectra, nps_curves = [], []
-    first = sim.generate(0, "train", seed, findings=[], keep_masks=False)
-    example = {"image": first["image"], "lung": first["lung_mask"], "heart": first["heart_mask"],
-               "ctr": ctr_geometry(first["heart_mask"], first["lung_mask"])}
-    pixels = []
-    for i in range(n):
-        s = sim.generate(i, "train", seed, findings=[], keep_masks=False)
+    spectra, nps_curves, pixels, example = [], [], [], {}
+
+    def collect(s: dict) -> None:
+        if not example:
+            example.update(image=s["image"], lung=s["lung_mask"], heart=s["heart_mask"],
+                           ctr=ctr_geometry(s["heart_mask"], s["lung_mask"]))
         f, p = radial_power_spectrum(s["image"], s["mm_per_px"])
         spectra.append(_on_grid(f, p))
         f, nps = noise_power_spectrum(s["image"], s["mm_per_px"])
         nps_curves.append(_on_grid(f, nps))
-        if i < 20:
+        if len(pixels) < 20:
             pixels.append(s["image"].ravel())
+
+    arrays = measure_normal_films(sim, n, rg1.image, seed=seed, f_max=f_max, each=collect)
     return arrays, {"spectrum": np.array(spectra), "nps": np.array(nps_curves), "example": example,
                     "pixels": np.concatenate(pixels)}
 
