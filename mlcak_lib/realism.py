@@ -7,7 +7,8 @@ and answers in cycles/mm.
 * anatomy: :func:`lung_field_fraction`, :func:`cardiothoracic_ratio` (from the simulator's masks);
 * spectra: :func:`radial_power_spectrum`, :func:`band_energy_fraction` (the rib band
   :data:`RIB_BAND_CPMM`), :func:`directional_power_ratio` (ribs are near-horizontal edges: they put
-  more power at vertical than at horizontal frequencies), :func:`noise_power_spectrum`;
+  more power at vertical than at horizontal frequencies), :func:`noise_power_spectrum` (and
+  :func:`contrast_normalised`, to compare it without the display's contrast);
 * grey levels: :func:`intensity_histogram_distance` (Wasserstein-1);
 * shortcut check: :func:`sharpness_statistic` and :func:`patient_from_sharpness_accuracy` (can a
   classifier tell the patient (CT) from image sharpness alone? It should stay near chance);
@@ -245,6 +246,17 @@ def noise_power_spectrum(image: np.ndarray, pixel_mm: float, patch: int = 32, ov
     nps2 = (f.real ** 2 + f.imag ** 2).mean(axis=0) * pixel_mm ** 2 / patch ** 2
     fr = np.hypot(np.fft.fftfreq(patch, pixel_mm)[:, None], np.fft.fftfreq(patch, pixel_mm)[None, :])
     return _radial_mean(nps2, fr, 1.0 / (patch * pixel_mm), patch // 2)
+
+
+def contrast_normalised(image: np.ndarray) -> np.ndarray:
+    """The image rescaled so that its 1st and 99th percentiles become 0 and 1 (linear, not clipped).
+
+    Compares noise power without the display's contrast: RG1 read with its own file window spans only
+    0.25-0.92 between its 1st and 99th percentiles (pale), the simulator's films ~0.01-0.99, so an absolute
+    NPS in display units mostly measures the window (a factor ~2 in NPS)."""
+    x = _as_image(image)
+    lo, hi = np.percentile(x, [1.0, 99.0])
+    return (x - lo) / max(float(hi - lo), 1e-12)
 
 
 # ----------------------------------------------------------------------------------------------

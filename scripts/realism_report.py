@@ -34,6 +34,7 @@ from mlcak_lib.config import repo_root
 from mlcak_lib.realism import (
     RIB_BAND_CPMM,
     band_energy_fraction,
+    contrast_normalised,
     ctr_geometry,
     directional_power_ratio,
     measure_normal_films,
@@ -81,7 +82,7 @@ SETTINGS = {
 def measure_setting(name: str, n: int, seed: int, f_max: float, rg1) -> tuple[dict, dict]:
     """Per-image measures (:func:`mlcak_lib.realism.measure_normal_films`) and spectra of ``n`` normal films."""
     sim = SynthCXR(SynthConfig(**SETTINGS[name]))
-    spectra, nps_curves, pixels, example = [], [], [], {}
+    spectra, nps_curves, nps_norm, pixels, example = [], [], [], [], {}
 
     def collect(s: dict) -> None:
         if not example:
@@ -91,11 +92,14 @@ def measure_setting(name: str, n: int, seed: int, f_max: float, rg1) -> tuple[di
         spectra.append(_on_grid(f, p))
         f, nps = noise_power_spectrum(s["image"], s["mm_per_px"])
         nps_curves.append(_on_grid(f, nps))
+        f, nps = noise_power_spectrum(contrast_normalised(s["image"]), s["mm_per_px"])
+        nps_norm.append(_on_grid(f, nps))
         if len(pixels) < 20:
             pixels.append(s["image"].ravel())
 
     arrays = measure_normal_films(sim, n, rg1.image, seed=seed, f_max=f_max, each=collect)
-    return arrays, {"spectrum": np.array(spectra), "nps": np.array(nps_curves), "example": example,
+    return arrays, {"spectrum": np.array(spectra), "nps": np.array(nps_curves), "nps_norm": np.array(nps_norm),
+                    "example": example,
                     "pixels": np.concatenate(pixels)}
 
 
@@ -137,6 +141,11 @@ def build_table(results: dict, rg1, rg1_curves: dict, f_max: float) -> pd.DataFr
         k = int(np.argmin(np.abs(GRID_CPMM - f0)))
         add(f"NPS at {f0:.2f} cyc/mm (flattest 25 % of 32-px ROIs)", "display units^2 mm^2",
             lambda a, c, k=k: c["nps"][:, k], float(rg1_curves["nps"][k]), "nps")
+    for f0 in NPS_AT_CPMM:
+        k = int(np.argmin(np.abs(GRID_CPMM - f0)))
+        add(f"NPS at {f0:.2f} cyc/mm, each film 1-99 % normalised", "normalised units^2 mm^2",
+            lambda a, c, k=k: c["nps_norm"][:, k], float(rg1_curves["nps_norm"][k]), "nps",
+            "realism.contrast_normalised: the display's contrast taken out (RG1's window is pale)")
     for name, (arrays, _) in results.items():
         who = arrays["patient"] if len(set(arrays["patient"])) > 1 else arrays["view"].astype(int)
         _, counts = np.unique(who, return_counts=True)
@@ -227,7 +236,9 @@ def main(argv=None) -> int:
     f_max = 0.5 / rg1.pixel_mm
     f, p_rg1 = radial_power_spectrum(rg1.image, rg1.pixel_mm)
     f_n, nps_rg1 = noise_power_spectrum(rg1.image, rg1.pixel_mm)
-    rg1_curves = {"spectrum": _on_grid(f, p_rg1), "nps": _on_grid(f_n, nps_rg1)}
+    f_nn, nps_rg1_norm = noise_power_spectrum(contrast_normalised(rg1.image), rg1.pixel_mm)
+    rg1_curves = {"spectrum": _on_grid(f, p_rg1), "nps": _on_grid(f_n, nps_rg1),
+                  "nps_norm": _on_grid(f_nn, nps_rg1_norm)}
     results = {name: measure_setting(name, args.n, args.seed, f_max, rg1) for name in args.settings}
     table = build_table(results, rg1, rg1_curves, f_max)
     csv_path, png_path = out_dir / f"realism_{args.tag}.csv", out_dir / f"realism_{args.tag}.png"

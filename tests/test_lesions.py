@@ -44,7 +44,11 @@ def test_anatomy_zero_keeps_the_cts_own_heart():
 
 
 def test_effusion_meniscus_is_higher_laterally(sim):
-    """The fluid's upper border climbs the chest wall: its top is higher (smaller row) laterally than medially."""
+    """The fluid's upper border climbs the chest wall: its top is higher (smaller row) laterally than medially.
+
+    Compared: the highest point of the border in the lateral and the medial fifth of the mask's columns (the
+    lung mask, which bounds the fluid's, ends at the costophrenic angle, so the outermost columns' top is
+    always low: a mean over them measures the lung's corner, not the meniscus)."""
     S = sim.config.image_size
     checked = higher = 0
     for i in range(30):
@@ -60,7 +64,7 @@ def test_effusion_meniscus_is_higher_laterally(sim):
             lateral_first = cols.mean() < S / 2  # the right lung is on the viewer's left
             lat, med = (top[:k], top[-k:]) if lateral_first else (top[-k:], top[:k])
             checked += 1
-            higher += lat.mean() < med.mean()
+            higher += lat.min() < med.min()
     assert checked >= 15 and higher >= 0.9 * checked, (higher, checked)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mlcak_lib.realism import (
+    contrast_normalised,
     measure_normal_films,
     noise_power_spectrum,
     patient_from_sharpness_accuracy,
@@ -59,22 +60,25 @@ def test_grey_level_histogram_is_closer_to_rg1_than_before_issue_12(films):
 
 
 def test_noise_power_is_within_a_factor_two_of_rg1(sim, rg1):
-    """ROI noise power spectrum (flattest quarter of 32-px ROIs) at 0.10-0.28 cycles/mm within 0.5-2x RG1's
-    (the simulator before issue 12: 2.3-3.3x)."""
+    """ROI noise power spectrum (flattest quarter of 32-px ROIs) at 0.10-0.28 cycles/mm within 0.5-2x RG1's,
+    each film and RG1 first brought to the same display contrast (1-99 % percentiles to 0-1,
+    realism.contrast_normalised): RG1's own window is pale (0.25-0.92), the simulator's films use the full
+    range, which alone makes their absolute NPS ~2x larger (results/realism_issue12.csv has both rows)."""
     freqs = (0.10, 0.20, 0.28)
-    f_ref, nps_ref = noise_power_spectrum(rg1.image, rg1.pixel_mm)
+    f_ref, nps_ref = noise_power_spectrum(contrast_normalised(rg1.image), rg1.pixel_mm)
     ref = np.interp(freqs, f_ref, nps_ref)
     ours = []
     for i in range(40):
         s = sim.generate(i, "train", 0, findings=[], keep_masks=False)
-        f, nps = noise_power_spectrum(s["image"], s["mm_per_px"])
+        f, nps = noise_power_spectrum(contrast_normalised(s["image"]), s["mm_per_px"])
         ours.append(np.interp(freqs, f, nps))
     ratio = np.mean(ours, axis=0) / ref
     assert ((ratio > 0.5) & (ratio < 2.0)).all(), ratio
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 open: rib-band share 0.006 vs RG1's 0.027 on the five "
-                   "patients (their assets' bone channel loses most ribs to the sharpness-matching blur)")
+@pytest.mark.xfail(strict=True, reason="issue 12 open: rib-band share 0.011 vs RG1's 0.027 on the five "
+                   "patients (0.006 before the drawn ribs): the sharpness-matched CTs (3.9 mm sigma) keep ~5 % of "
+                   "their contrast at 0.1 cycles/mm, so the films lack the vessels' and edges' mid frequencies")
 def test_rib_edges_are_visible(films, rg1):
     """Share of the power at 0.05-0.30 cycles/mm (rib edges, realism.RIB_BAND_CPMM) within 0.5-2x RG1's."""
     from mlcak_lib.realism import RIB_BAND_CPMM, band_energy_fraction
@@ -83,17 +87,12 @@ def test_rib_edges_are_visible(films, rg1):
     assert 0.5 < films["rib"].mean() / ref < 2.0, (films["rib"].mean(), ref)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 open: lung fields (without the heart) cover 0.62 of the "
-                   "frame: four CTs end at the apices or chest walls, so their frames are cut tight")
 def test_lung_fields_cover_a_plausible_fraction_of_the_frame(films):
-    """Radiographic lung field (projected lung without the heart) 0.35-0.50 of a frame cut from the apices to
-    the costophrenic angles with the chest walls in (judgement, realism_report's REFERENCES)."""
+    """Radiographic lung field (projected lung without the heart) 0.35-0.50 of a PA frame collimated to the
+    chest, chest walls in (judgement, realism_report's REFERENCES; a full 35 x 43 cm field gives ~0.25-0.35)."""
     assert 0.35 <= films["lung_open"].mean() <= 0.50, films["lung_open"].mean()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 open: a naive Bayes classifier on the sharpness statistic "
-                   "tells the five patients apart at 0.41-0.45 (chance 0.27-0.28): field of view (pixel size) "
-                   "and anatomy differ per patient, though the assets' sharpness is matched")
 def test_patient_is_not_decodable_from_sharpness(films):
     """Cross-validated accuracy of predicting the patient from the sharpness statistic alone stays within 0.1
     of chance (the commonest patient's share)."""

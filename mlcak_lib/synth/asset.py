@@ -46,6 +46,17 @@ class View:
     lung_extent_mm: tuple[float, float]  # (height, width) of the lung fields
     p_field: float  # line integral below which a lung pixel is "open lung field" (not behind heart/spine/liver)
     bone: np.ndarray | None = None  # (H*W,) float32 bone path length in mm (the film's bone term); None: asset lacks it
+    p_pair: np.ndarray | None = None  # (H*W,) complex64: (p[k], p[k+1]) as one item, so bilinear sampling takes twice, not 4x
+
+
+def pair_table(p: np.ndarray) -> np.ndarray:
+    """``p`` (flat float32) as complex64 items ``p[k] + 1j * p[k + 1]`` (the last one repeated): one gather
+    fetches a pixel and its right-hand neighbour (:func:`mlcak_lib.synth.generator._bilinear_pair`)."""
+    pair = np.empty((p.size, 2), np.float32)
+    pair[:, 0] = p
+    pair[:-1, 1] = p[1:]
+    pair[-1, 1] = p[-1]
+    return pair.view(np.complex64).ravel()
 
 
 @dataclass(frozen=True)
@@ -121,8 +132,9 @@ def _prepare_view(arr: dict, v: int, pixel_mm: float, groups: list[str]) -> View
     heart = arr["heart_mm"][v] > 3
     p_field = float(np.percentile(p[lung & ~heart], 72))
     bone = arr["bone_mm"][v].astype(np.float32).ravel() if "bone_mm" in arr else None  # the legacy asset has none
-    return View(np.ascontiguousarray(p.ravel()), np.ascontiguousarray(aux), np.ascontiguousarray(extra), n, pixel_mm,
-                centre, extent, p_field, bone)
+    flat = np.ascontiguousarray(p.ravel())
+    return View(flat, np.ascontiguousarray(aux), np.ascontiguousarray(extra), n, pixel_mm,
+                centre, extent, p_field, bone, pair_table(flat))
 
 
 @lru_cache(maxsize=4)

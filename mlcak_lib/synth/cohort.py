@@ -7,10 +7,15 @@ are those of the single-patient simulator), then views, anatomy, lesions and acq
 * **Assets**: ``mlcak_lib/data/patients/<id>.npz`` (:mod:`.patients`), prepared into the same
   :class:`~.asset.View` objects as the default asset, lazily (the patient's first image) and cached.
 * **Body path**: ``body_mm2`` minus the lungs' path, the default asset's meaning (HU > -500).
-* **Frame**: the film is kept inside the rows/columns the CT really covers (``meta['ct_rows']`` /
-  ``['ct_cols']``): it is shifted inside them and, where the CT is too short or narrow for the
-  planned field of view, shrunk (the pixel size in mm follows), so replicated end slices and the
-  air outside a cut field of view never show.
+* **Beyond the CT** (:mod:`.outpaint`): every channel is padded by ``PAD_PX`` a side and what the CT
+  does not cover (``meta['ct_rows']`` / ``['ct_cols']``: neck and shoulders, upper abdomen, a chest wall
+  cut by the field of view) is continued as soft tissue, so a film of any patient can have the same
+  field of view (a PA film's, not the CT's). ``PatientAsset.ct_rows``/``ct_cols`` say where the real CT
+  is; the film records the share of its pixels outside it (``params['outpainted_share']``).
+* **Ribs** (:mod:`.ribs`): a drawn rib cage per view, fitted to the view's lung fields, added to the
+  line integral and the bone channel (the CTs' own ribs are lost to their coarse voxels and blur).
+* **Frame**: kept inside the padded grid (:func:`fit_frame`, which shrinks it only if it ever
+  reached further).
 * **Known findings** (real findings the builder recorded but could not mask; none today, the three real
   tumours are masked out of the CTs, ``meta['masked_findings']``): every film of such a patient carries
   them as labelled lesions (class ``Nodule/Mass``, box transformed by the film's warp exactly,
@@ -26,13 +31,17 @@ from functools import lru_cache
 
 import numpy as np
 
-from .asset import Asset, _prepare_view, _reticular_textures
+from .asset import Asset, _prepare_view, _reticular_textures, lung_sides
 from .config import LESION_CLASSES, SPLITS
 from .lesions import Canvas, _instance
+from .outpaint import extend_coverage
 from .patients import load_patient
+from .film import BONE_HU
+from .ribs import CORTICAL_HU, RIB_DMU, rib_cage
 
 PATIENT_STREAM = 1_770_012  # extra entropy word: the patient pick has a stream of its own
 DEFAULT_PATIENT = "lidc0001"  # the default asset (ct_cxr_asset.npz) is built from the same CT, LIDC-IDRI-0001
+PAD_PX = 32  # padding a side (34 mm): room for a 30-36 cm field of view with the anatomy's rotation and shift
 CLASS_ALIASES = {"Mass": "Nodule/Mass", "Nodule": "Nodule/Mass"}  # builder's names -> VinDr-CXR classes
 
 
@@ -52,9 +61,11 @@ class PatientAsset:
 
     patient_id: str
     asset: Asset
-    rows: tuple[int, int]  # covered display rows, inclusive (asset pixel indices)
+    rows: tuple[int, int]  # display rows a film may use, inclusive (asset pixel indices)
     cols: tuple[int, int]
     findings: tuple[KnownFinding, ...]
+    ct_rows: tuple[int, int] = (0, 0)  # the rows/columns the real CT covers (the rest is outpainted)
+    ct_cols: tuple[int, int] = (0, 0)
 
 
 def _json_field(meta: dict, key: str, default):
@@ -72,11 +83,18 @@ def textures() -> np.ndarray:
 def load_patient_asset(patient_id: str) -> PatientAsset:
     """Load (once per process, checksum verified) and prepare one patient's views."""
     arrays, meta = load_patient(patient_id)
+    pixel_mm = float(arrays["pixel_mm"].reshape(-1)[0])
+    ct_rows = tuple(int(r) for r in meta["ct_rows"])
+    ct_cols = tuple(int(c) for c in meta["ct_cols"])
+    arrays, ct_rows, ct_cols = extend_coverage(arrays, ct_rows, ct_cols, PAD_PX, pixel_mm)
+    for v in range(arrays["p"].shape[0]):
+        ribs = rib_cage(*lung_sides(arrays["labels"][v], meta["groups"]), pixel_mm, patient_id)
+        arrays["p"][v] += RIB_DMU * ribs
+        arrays["bone_mm"][v] += (CORTICAL_HU / BONE_HU) * ribs
     # the generator's soft-tissue term expects the default asset's body path (HU > -500, lungs excluded);
     # the patient assets' body_mm2 runs through the whole body outline (lungs included): subtract the lungs
     body = arrays["body_mm2"].astype(np.int16) - (arrays["lung_mm"].astype(np.int16) + 1) // 2
     arrays = dict(arrays, body_mm2=np.clip(body, 0, 255).astype(np.uint8))
-    pixel_mm = float(arrays["pixel_mm"].reshape(-1)[0])
     views = tuple(_prepare_view(arrays, v, pixel_mm, meta["groups"]) for v in range(arrays["p"].shape[0]))
     findings = []
     for f in _json_field(meta, "known_findings", []):
@@ -84,12 +102,12 @@ def load_patient_asset(patient_id: str) -> PatientAsset:
         if cls not in LESION_CLASSES:
             raise ValueError(f"patient {patient_id!r}: known finding class {f['class']!r} has no simulator class")
         lr, _ap, si = f["size_mm_lr_ap_si"]
-        findings.append(KnownFinding(cls, np.asarray(f["box_xyxy_px_per_view"], np.float32), float(max(lr, si)),
+        findings.append(KnownFinding(cls, np.asarray(f["box_xyxy_px_per_view"], np.float32) + PAD_PX, float(max(lr, si)),
                                      str(f.get("where", ""))))
     full_meta = dict(meta, views_deg=arrays["views_deg"].tolist())
+    n = arrays["p"].shape[1]
     return PatientAsset(patient_id, Asset(views, full_meta, textures(), f"patients/{patient_id}.npz"),
-                        tuple(int(r) for r in meta["ct_rows"]), tuple(int(c) for c in meta["ct_cols"]),
-                        tuple(findings))
+                        (0, n - 1), (0, n - 1), tuple(findings), ct_rows, ct_cols)
 
 
 def pick_patient(patient_ids: tuple[str, ...], seed: int, split: str, index: int) -> str:

@@ -73,14 +73,51 @@ def _bilinear_flat(table: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, w
     return a
 
 
+def _bilinear_pair(pairs: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, wc: np.ndarray) -> np.ndarray:
+    """:func:`_bilinear_flat` of a flat table stored as :func:`~.asset.pair_table` (two gathers, not four)."""
+    top = np.take(pairs, idx)
+    bottom = np.take(pairs, idx + n)
+    a = top.real.copy()
+    b = top.imag - a
+    b *= wc
+    a += b
+    c = bottom.real.copy()
+    d = bottom.imag - c
+    d *= wc
+    c += d
+    c -= a
+    c *= wr
+    a += c
+    return a
+
+
 WALL_MM = 24.0
 """Frame margin beside the lung fields (mm): ribs, chest-wall muscle and some subcutaneous fat."""
 MIN_WALL_MM = 12.0
 """Least frame margin beside the lung fields (mm): the lateral rib arcs stay inside."""
 APEX_MM, BASE_MM, MAX_BASE_MM = 15.0, 20.0, 45.0
-"""Frame margins above the lung apices and below the costophrenic angles (mm): the least ones, and the
-most below the CP angles; a wide chest's square frame gets its surplus above the apices (neck and
-shoulders, as on a PA film) where the CT reaches that far, else below, up to MAX_BASE_MM."""
+"""Frame margins above the lung apices and below the costophrenic angles (mm): the least ones, and (the
+legacy single CT) the most below the CP angles; a wide chest's square frame gets its surplus above the
+apices (neck and shoulders, as on a PA film) where the CT reaches that far, else below, up to MAX_BASE_MM."""
+FOV_MM_RANGE = (300.0, 360.0)
+"""Field of view of the patients' films (mm, uniform; widened where a chest needs more): a PA film
+collimated to the chest on a 35 x 43 or 43 x 43 cm detector, cut square (RG1: 368 mm). The same for every
+patient, so that the pixel size in mm cannot tell the patients apart."""
+PA_BELOW = 0.55
+"""Share of the frame's vertical room beyond the least margins that goes below the CP angles (abdomen);
+the rest goes above the apices (neck and shoulders)."""
+
+
+def _legacy_fov(view, lung_h: float, lung_w: float, an: float, rng) -> float:
+    """The legacy single CT's field of view: fitted to its lungs and to the rows its CT covers.
+
+    PA framing: the lateral chest walls and some soft tissue beside the lungs (WALL_MM a side), and from
+    above the apices to just below the costophrenic angles (BASE_MM): the abdomen only a strip. Where the
+    CT stops just above the apices the square frame's surplus would go to the abdomen: cap it at
+    MAX_BASE_MM below the CP angles, at the cost of chest wall (never below MIN_WALL_MM a side)."""
+    above = max(view.centre[0] - 12, 0.0) * view.pixel_mm - 0.5 * lung_h  # CT above the apices, mm
+    fov = min(max(lung_w + 2 * WALL_MM, lung_h + APEX_MM + BASE_MM), lung_h + max(above, APEX_MM) + MAX_BASE_MM)
+    return max(fov, lung_w + 2 * MIN_WALL_MM) * (1 + an * rng.uniform(-0.03, 0.06))
 
 
 @dataclass
@@ -181,16 +218,14 @@ class SynthCXR:
         v = anat.view
         view = asset.views[v]
         lung_h, lung_w = view.lung_extent_mm
-        # PA framing: the lateral chest walls and some soft tissue beside the lungs (WALL_MM a side), and
-        # from above the apices to just below the costophrenic angles (BASE_MM): the abdomen only a strip.
-        # Where the CT stops just above the apices the square frame's surplus would go to the abdomen: cap
-        # it at MAX_BASE_MM below the CP angles, at the cost of chest wall (never below MIN_WALL_MM a side).
-        # fit_frame (below) still shrinks the frame to the CT's covered rows/columns: with the five CTs that
-        # coverage, not this rule, sets the frame of four patients (their CTs end at the apices/walls)
-        top = 12 if patient is None else patient.rows[0]
-        above = max(view.centre[0] - top, 0.0) * view.pixel_mm - 0.5 * lung_h  # CT above the apices, mm
-        fov = min(max(lung_w + 2 * WALL_MM, lung_h + APEX_MM + BASE_MM), lung_h + max(above, APEX_MM) + MAX_BASE_MM)
-        fov = max(fov, lung_w + 2 * MIN_WALL_MM) * (1 + an * rng.uniform(-0.03, 0.06))
+        if patient is None:  # the legacy single CT: a frame fitted to its lungs (PA framing, below)
+            fov = _legacy_fov(view, lung_h, lung_w, an, rng)
+            surplus = 0.0
+        else:  # the patients: one field of view for all (their CTs are outpainted beyond their coverage)
+            lo, hi = FOV_MM_RANGE
+            need = max(lung_w + 2 * MIN_WALL_MM, lung_h + APEX_MM + BASE_MM)
+            fov = max(lo + (hi - lo) * (0.5 + an * (rng.uniform() - 0.5)), need)
+            surplus = PA_BELOW * (fov - (lung_h + APEX_MM + BASE_MM))
         mm = fov / S
         theta = math.radians(anat.tilt_deg)
         sx = anat.scale
@@ -207,7 +242,9 @@ class SynthCXR:
         ca, sa = math.cos(theta), math.sin(theta)
         n, apx = view.size, view.pixel_mm
         # keep the frame below the replicated top slices of the CT (asset rows < 12)
-        cy = view.centre[0] + (0.5 * lung_h + BASE_MM - 0.5 * fov) / apx  # the frame's lower edge: BASE_MM below the CP angles
+        # the frame's lower edge: BASE_MM (plus PA_BELOW of any surplus) below the CP angles
+        cy = view.centre[0] + (0.5 * lung_h + BASE_MM + surplus - 0.5 * fov) / apx
+        top = 12 if patient is None else patient.rows[0]  # the legacy asset replicates its top 12 rows
         cy = max(cy, top + 0.5 * fov / apx + abs(ty) / apx)
         fc = (ca * x / apx)[None, :] + ((view.centre[1] + tx / apx - 0.5) - sa * y / apx)[:, None]
         fr = (sa * x / apx)[None, :] + ((cy + ty / apx - 0.5) + ca * y / apx)[:, None]
@@ -215,9 +252,13 @@ class SynthCXR:
             up = _up_matrix(anat.warp.shape[-1], S)
             fc += up @ (anat.warp[0] / apx) @ up.T
             fr += up @ (anat.warp[1] / apx) @ up.T
-        if patient is not None:  # inside the rows/columns the patient's CT covers
+        outpainted = 0.0
+        if patient is not None:  # inside the patient's (padded) grid; how much of the film is beyond the real CT
             fov = fit_frame(fr, fc, fov, patient.rows, patient.cols)
             mm = fov / S
+            (a0, a1), (b0, b1) = patient.ct_rows, patient.ct_cols
+            gr, gc = fr[::4, ::4], fc[::4, ::4]
+            outpainted = float(((gr < a0) | (gr > a1) | (gc < b0) | (gc > b1)).mean())
         np.clip(fr, 0, n - 1.001, out=fr)
         np.clip(fc, 0, n - 1.001, out=fc)
         r0 = fr.astype(np.int32)
@@ -230,7 +271,7 @@ class SynthCXR:
         def gather(table):  # bilinear, channels first
             return _bilinear_flat(table, idx, n, wr, wc, axis=1).reshape(-1, S, S)
 
-        a = _bilinear_flat(view.p, idx, n, wr, wc)
+        a = _bilinear_flat(view.p, idx, n, wr, wc) if view.p_pair is None else _bilinear_pair(view.p_pair, idx, n, wr, wc)
         # the smooth auxiliary fields: nearest neighbour on one packed uint32 array
         aux = np.take(view.aux, near).view(np.uint8).reshape(S, S, 4)  # little-endian bytes
         cv = Canvas(S, mm, a.reshape(S, S), aux, lambda: list(gather(view.extra)), fov, view.p_field)
@@ -281,7 +322,7 @@ class SynthCXR:
             "params": {
                 "view": v, "view_deg": [float(a) for a in asset.meta.get("views_deg", [[0, 0]] * 5)[v]]
                 if "views_deg" in asset.meta else None,
-                "fov_mm": float(fov), "rotation_deg": math.degrees(theta), "scale": (float(sx), float(sy)),
+                "fov_mm": float(fov), "outpainted_share": outpainted, "rotation_deg": math.degrees(theta), "scale": (float(sx), float(sy)),
                 "shift_mm": (float(tx), float(ty)), "inflation": float(inflation), "soft_tissue_mm": float(soft_mm),
                 "film": film, "findings": list(findings),
                 "patient": DEFAULT_PATIENT if patient is None else patient.patient_id,

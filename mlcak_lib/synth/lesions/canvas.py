@@ -27,7 +27,7 @@ class Canvas:
         self.S, self.mm, self.fov_mm, self.p_field = S, mm, fov_mm, p_field
         self.p = p
         self._aux = aux  # (S, S, 4) uint8: lung_mm, heart_mm, body_mm / 2, aorta_mm | lung_r << 5 | lung_l << 6
-        self.lung_mm = aux[..., 0].astype(np.float32)
+        self._lung_mm = None
         self.heart_mm = aux[..., 1].astype(np.float32)
         b3 = aux[..., 3]
         self.lung_r = (b3 & 32) > 0
@@ -44,6 +44,13 @@ class Canvas:
         self._boxes: dict = {}
         self.rows = np.arange(S, dtype=np.float32)[:, None]
         self.cols = np.arange(S, dtype=np.float32)[None, :]
+
+    @property
+    def lung_mm(self) -> np.ndarray:
+        """Lung path length (mm) along the beam (float32, computed on first use)."""
+        if self._lung_mm is None:
+            self._lung_mm = self._aux[..., 0].astype(np.float32)
+        return self._lung_mm
 
     @property
     def body_mm(self) -> np.ndarray:

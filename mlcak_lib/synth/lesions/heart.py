@@ -186,6 +186,33 @@ def cardiomegaly(cv: Canvas, rng, ctx) -> list:
     return [inst] if inst else []
 
 
+KNOB_MM = (13.0, 11.0, 30.0)  # half-width, half-height and depth along the beam of a normal aortic knob (mm)
+
+
+def _knob_from_border(cv: Canvas, heart_top: int):
+    """A normal aortic knob where the film shows it, for a CT whose label lacks the arch: ``(field, lim)``.
+
+    The knob is the mediastinum's bulge into the left lung (viewer's right) above the heart: on the rows
+    from 45 to 5 mm above the heart's top where the left lung is at least half its widest (not the apex),
+    the row where its medial border lies furthest out. There an elliptic aorta (``KNOB_MM``) is placed with its outer edge on that border; ``lim`` is the
+    first row below it. ``(None, 0)`` without a left lung there."""
+    S = cv.S
+    r0, r1 = max(heart_top - int(45.0 / cv.mm), 0), max(min(heart_top - int(5.0 / cv.mm), S), 0)
+    width = cv.lung_l.sum(axis=1)
+    band = cv.lung_l[r0:r1]
+    hit = width[r0:r1] >= 0.5 * width.max()
+    if hit.sum() < 3:
+        return None, 0
+    border = np.where(hit, np.argmax(band, axis=1), -1)
+    k = int(np.argmax(border))
+    cy, edge = r0 + k + 0.5, float(border[k])
+    ax, ay, depth = (v / cv.mm for v in KNOB_MM)
+    cx = edge - ax + 1.0
+    lim = min(int(cy + ay) + 2, S)
+    d2 = ((cv.rows[:lim] + 0.5 - cy) / ay) ** 2 + ((cv.cols + 0.5 - cx) / ax) ** 2
+    return (depth * cv.mm) * np.sqrt(np.clip(1.0 - d2, 0.0, 1.0)), lim
+
+
 def aortic_enlargement(cv: Canvas, rng, ctx) -> list:
     """Aortic enlargement: the aortic arch/knob (above the heart) dilated 1.35-1.75x, in a window around it."""
     heart = cv.heart_mm > HEART_MM
@@ -196,13 +223,10 @@ def aortic_enlargement(cv: Canvas, rng, ctx) -> list:
     lim = min(top + 8, S)
     arch = cv.aorta_mm[:lim] * np.clip((top + 8 - cv.rows[:lim]) / 8.0, 0, 1)
     if np.count_nonzero(arch > 3) < 4:
-        # the CT's label holds no arch above the heart (two patients: only the descending aorta was found):
-        # dilate the aorta's highest part instead, the knob's place on a PA film
-        rows = np.flatnonzero((cv.aorta_mm > 3).any(axis=1))
-        if not len(rows):
+        # the CT's label holds no arch above the heart (two patients: only the descending aorta was found)
+        arch, lim = _knob_from_border(cv, top)
+        if arch is None:
             return []
-        lim = min(int(rows[0]) + 12, S)
-        arch = cv.aorta_mm[:lim] * np.clip((lim - cv.rows[:lim]) / 8.0, 0, 1)
     box = _box_of(arch > 3)
     if box is None or np.count_nonzero(arch > 3) < 4:
         return []

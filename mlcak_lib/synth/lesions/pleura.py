@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from .canvas import DMU_SOFT, Canvas, _blur3, _instance, sample_size
 
+MENISCUS_MM = 8.0  # width (mm, 1/e) of the fluid layer along the chest wall that the PA beam meets edge-on
 EFFUSION_VISIBLE_MM = 8.0  # fluid thickness along the beam from which an effusion counts as seen (mask)
 
 
@@ -56,7 +57,7 @@ def pleural_effusion(cv: Canvas, rng, ctx) -> list:
         lat_frac = np.clip(1.0 - wall / max(C1 - C0, 1), 0, 1)  # 1 at the chest wall, 0 medially
         top = cp - h * (medial_frac + (1 - medial_frac) * lat_frac ** 3)
         above = cv.rows[r0:r1] < base + 0.1 * h  # above the dome (the radiographic lung base)
-        tangential = np.exp(-wall / 3.0) * above  # the meniscus: a thin layer climbing the wall, seen edge-on
+        tangential = np.exp(-wall * (cv.mm / MENISCUS_MM)) * above  # the meniscus: a layer climbing the wall, seen edge-on
         top -= (0.15 * h) * tangential
         grade = rng.uniform(0.5, 0.9) * h + 4.0  # px below the border to reach the full depth
         depth = np.clip((cv.rows[r0:r1] + 0.5 - top) / grade, 0, 1) ** 0.8
