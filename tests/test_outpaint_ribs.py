@@ -48,7 +48,7 @@ def test_extend_coverage_pads_and_fills_without_lungs():
 def test_extend_coverage_has_no_step_at_the_ct_edge():
     """Where the edge row has no lung and no bone, the first outpainted row continues it exactly."""
     arr = _toy_arrays()
-    out, (r0, r1), (c0, c1) = extend_coverage(arr, (10, 49), (5, 44), 8, 1.0)
+    out, (r0, r1), (c0, _) = extend_coverage(arr, (10, 49), (5, 44), 8, 1.0)
     col = c0 + 12  # inside the body, away from its edges
     assert abs(out["p"][0, r0 - 1, col] - out["p"][0, r0, col]) < 0.05
     assert abs(out["p"][0, r1 + 1, col] - out["p"][0, r1, col]) < 0.05

@@ -33,10 +33,10 @@ import numpy as np
 
 from .asset import Asset, _prepare_view, _reticular_textures, lung_sides
 from .config import LESION_CLASSES, SPLITS
+from .film import BONE_HU
 from .lesions import Canvas, _instance
 from .outpaint import extend_coverage
 from .patients import load_patient
-from .film import BONE_HU
 from .ribs import CORTICAL_HU, RIB_DMU, rib_cage
 
 PATIENT_STREAM = 1_770_012  # extra entropy word: the patient pick has a stream of its own

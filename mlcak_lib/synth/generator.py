@@ -6,10 +6,14 @@ Per image (all vectorised NumPy at the output size, ~ms on one core):
    the precomputed CT views (small rotations), a random affine (scale, rotation, translation), depth
    of inspiration (the diaphragm moves), a smooth elastic warp and a soft-tissue thickness change; the
    heart size (:func:`mlcak_lib.synth.lesions.heart_size`, a normal cardiothoracic ratio per film).
-   **PA framing**: from just above the lung apices to just below the costophrenic angles, with the
-   lateral chest walls inside the square frame (``WALL_MM`` a side; where the CT stops at the apices
-   the abdomen strip is capped at ``MAX_BASE_MM`` and the walls narrow, never below ``MIN_WALL_MM``),
-   kept inside the CT's covered rows/columns.
+   **PA framing**: the patients' films share one field of view, ``FOV_MM_RANGE`` (30-36 cm, widened
+   only for a chest that needs more), so the pixel size in mm says nothing about the patient; their CTs
+   are continued beyond what they cover (:mod:`mlcak_lib.synth.outpaint`) and carry a drawn rib cage
+   (:mod:`mlcak_lib.synth.ribs`). The lungs sit with their least margins (``APEX_MM`` above the apices,
+   ``BASE_MM`` below the costophrenic angles) and ``PA_BELOW`` of the vertical room left below them.
+   The legacy single CT keeps its frame fitted to its lungs (``WALL_MM`` a side; where the CT stops at
+   the apices the abdomen strip is capped at ``MAX_BASE_MM`` and the walls narrow, never below
+   ``MIN_WALL_MM``), kept inside the CT's covered rows/columns.
    Radiographic convention: patient's right on the viewer's left, bone bright.
 2. **Lesions** (see :mod:`mlcak_lib.synth.lesions`) added to the attenuation line integral.
 3. **Film** (:func:`mlcak_lib.synth.film.expose`): extra bone attenuation at the film's effective

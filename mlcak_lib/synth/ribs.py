@@ -104,15 +104,13 @@ def rib_cage(lung_r: np.ndarray, lung_l: np.ndarray, pixel_mm: float, patient: s
         outer = _outer_border(side, right)
         half = abs(float(np.median(outer[int(top):int(cp)])) - mid)
 
-        def wall(y):  # the lateral arc's column at row y (just outside the lung field)
-            yy = np.clip(np.round(y), top, cp).astype(int)
-            return outer[yy] + sgn * (WALL_OFFSET_MM / pixel_mm + 0.5)
-
+        # the lateral arc's column on each row: just outside the lung field
+        wall = outer + sgn * (WALL_OFFSET_MM / pixel_mm + 0.5)
         x_spine = mid + sgn * SPINE_START_MM / pixel_mm
         for k in range(1, POSTERIOR_RIBS + 1):
             y_k = top + (k - 1.25) * d
             y_lat = y_k + post_drop * d
-            x_lat = float(wall(y_lat))
+            x_lat = float(wall[int(np.clip(np.round(y_lat), top, cp))])
             ys = y_k + d * (post_drop * t ** 2.5 - 0.25 * np.sin(np.pi * t))
             xs = x_spine + t * (x_lat - x_spine)
             h = (0.17 if k > 1 else 0.14) * d * pixel_mm * size

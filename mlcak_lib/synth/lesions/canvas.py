@@ -14,6 +14,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from ..film import blur3
+
 MU_WATER = 0.02  # mm^-1 (the asset's calibration)
 DMU_SOFT = 0.0178  # soft tissue / fluid replacing aerated lung
 DMU_LUNG = 0.003  # aerated lung tissue itself
@@ -246,20 +248,12 @@ def _scaled_window(field: np.ndarray, centre, sy: float, sx: float, r0: int, r1:
 
 
 def _blur3(img: np.ndarray, passes: int = 1) -> np.ndarray:
-    """Separable [1, 2, 1] / 4 blur, ``passes`` times, edges replicated (a small window's smoothing)."""
-    out = img.astype(np.float32, copy=True)
+    """Separable [1, 2, 1] / 4 blur (:func:`mlcak_lib.synth.film.blur3`), ``passes`` times, edges replicated
+    (a small window's smoothing); float32."""
+    out = np.asarray(img, dtype=np.float32)
     for _ in range(passes):
-        t = out * 0.5
-        t[1:] += 0.25 * out[:-1]
-        t[:-1] += 0.25 * out[1:]
-        t[0] += 0.25 * out[0]
-        t[-1] += 0.25 * out[-1]
-        out = t * 0.5
-        out[:, 1:] += 0.25 * t[:, :-1]
-        out[:, :-1] += 0.25 * t[:, 1:]
-        out[:, 0] += 0.25 * t[:, 0]
-        out[:, -1] += 0.25 * t[:, -1]
-    return out
+        out = blur3(out, 0.25)
+    return out if passes else out.copy()
 
 
 def _smooth_noise(rng, h: int, w: int, cells: int = 4) -> np.ndarray:
