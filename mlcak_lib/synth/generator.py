@@ -56,18 +56,12 @@ from .lesions import MODELS, Canvas, heart_size
 INSPIRATION_LEVEL = 0.4  # height of the lung bases below the film centre (fraction of the field) for .anatomy's shift
 
 
-def _bilinear_flat(table: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, wc: np.ndarray,
-                   axis: int | None = None) -> np.ndarray:
-    """Bilinear samples of a flattened ``n``-wide grid at flat corner indices ``idx`` with row/column
-    weights ``wr``/``wc`` (``axis=1``: a channels-first ``[C, n*n]`` table). In-place arithmetic on the
-    four gathered corners keeps the per-image cost to a few passes over ``S*S`` values."""
-    a = np.take(table, idx, axis=axis)
-    b = np.take(table, idx + 1, axis=axis)
+def _lerp4(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, wr: np.ndarray, wc: np.ndarray) -> np.ndarray:
+    """Bilinear blend of gathered corners ``a`` (top left), ``b`` (top right), ``c`` (bottom left), ``d``
+    (bottom right) with row/column weights ``wr``/``wc``; in place on ``a``..``d`` (a few passes over ``S*S``)."""
     b -= a
     b *= wc
     a += b
-    c = np.take(table, idx + n, axis=axis)
-    d = np.take(table, idx + n + 1, axis=axis)
     d -= c
     d *= wc
     c += d
@@ -77,22 +71,19 @@ def _bilinear_flat(table: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, w
     return a
 
 
+def _bilinear_flat(table: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, wc: np.ndarray,
+                   axis: int | None = None) -> np.ndarray:
+    """Bilinear samples of a flattened ``n``-wide grid at flat corner indices ``idx`` with row/column
+    weights ``wr``/``wc`` (``axis=1``: a channels-first ``[C, n*n]`` table)."""
+    return _lerp4(np.take(table, idx, axis=axis), np.take(table, idx + 1, axis=axis),
+                  np.take(table, idx + n, axis=axis), np.take(table, idx + n + 1, axis=axis), wr, wc)
+
+
 def _bilinear_pair(pairs: np.ndarray, idx: np.ndarray, n: int, wr: np.ndarray, wc: np.ndarray) -> np.ndarray:
     """:func:`_bilinear_flat` of a flat table stored as :func:`~.asset.pair_table` (two gathers, not four)."""
     top = np.take(pairs, idx)
     bottom = np.take(pairs, idx + n)
-    a = top.real.copy()
-    b = top.imag - a
-    b *= wc
-    a += b
-    c = bottom.real.copy()
-    d = bottom.imag - c
-    d *= wc
-    c += d
-    c -= a
-    c *= wr
-    a += c
-    return a
+    return _lerp4(top.real.copy(), top.imag.copy(), bottom.real.copy(), bottom.imag.copy(), wr, wc)
 
 
 WALL_MM = 24.0
