@@ -104,10 +104,10 @@ def extend_coverage(arrays: dict, rows: tuple[int, int], cols: tuple[int, int], 
                     keep = np.clip((reach[:, None] - np.abs(x_mm)[None, :]) / 8.0 + 0.5, 0, 1).astype(np.float32)
                 keep = keep * (1 - NECK_THINNER * (1 - np.exp(-d / 30.0)))[:, None]  # neck thinner than chest
             w = slice(c0, c1 + 1)
+            other = _continue(other_bone[e], d, pixel_mm)
             line = _continue(p[v, e] - BONE_DMU * spine_bone[e], d, pixel_mm)
-            line += gone * ((MU_SOFT - MU_LUNG) * _continue(lung[e], d, pixel_mm)
-                            - BONE_DMU * _continue(other_bone[e], d, pixel_mm))
-            bone[v, idx, w] = (spine_bone[e][None, :] + (1 - gone) * _continue(other_bone[e], d, pixel_mm))[:, w]
+            line += gone * ((MU_SOFT - MU_LUNG) * _continue(lung[e], d, pixel_mm) - BONE_DMU * other)
+            bone[v, idx, w] = (spine_bone[e][None, :] + (1 - gone) * other)[:, w]
             p[v, idx, w] = (np.maximum(line, 0) * keep)[:, w] + BONE_DMU * spine_bone[e][None, w]
             body[v, idx, w] = (_continue(body[v, e], d, pixel_mm) * keep)[:, w]
         for side, idx in (("left", np.arange(c0 - 1, -1, -1)), ("right", np.arange(c1 + 1, n_w))):

@@ -1,7 +1,7 @@
 """A drawn rib cage for the patients' assets: rib edges a film can show (notebook 01).
 
-Every patient's CT is blurred to the coarsest one's resolution (sharpness matching, about 3.9 mm
-sigma) and three of them have 4-8 mm voxels, so their ribs, a thin cortical shell round a 8-12 mm
+Every patient's CT is blurred to one common resolution (sharpness matching, 3 mm sigma) and three
+of them have 4-8 mm voxels, so their ribs, a thin cortical shell round a 8-12 mm
 tall bone, are lost: on the films the ribs were almost invisible, the commonest give-away of the
 simulator. :func:`rib_cage` draws them instead, per view, at the asset's 1.06 mm pixels, from the
 view's own lung fields (the same rule for every patient, so ribs cannot tell the patients apart):
