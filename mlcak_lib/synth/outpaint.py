@@ -27,9 +27,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .film import BONE_HU, MU_WATER_PER_MM
+from .lesions.canvas import DMU_LUNG as MU_LUNG  # aerated lung (about -850 HU), mm^-1
+
 MU_SOFT = 0.0208  # soft tissue (40 HU) at the CT's effective energy, mm^-1 (the assets' calibration)
-MU_LUNG = 0.003  # aerated lung (about -850 HU)
-BONE_DMU = 0.014  # bone's excess over water per mm of the assets' bone path (film.BONE_HU, 700 HU)
+BONE_DMU = MU_WATER_PER_MM * BONE_HU / 1000.0  # bone's excess over water per mm of the assets' bone path
 TAPER_MM = 6.0  # the edge row's lungs and bone (but the spine's) fade over this distance beyond the CT
 NECK_THINNER = 0.3  # above the CT the body thins by up to this share (neck and shoulders: ~30 mm scale)
 EDGE_SMOOTH_MM = 4.0  # a cut chest wall's edge column is smoothed along the rows before it is continued
