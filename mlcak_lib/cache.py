@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -53,14 +54,14 @@ from .config import cache_dir
 #: normalisation (``dicom.NETWORK_MEAN``/``NETWORK_STD``), the objectives and the training loop.
 #: Their content enters every model's cache key.
 MODEL_CODE: tuple[str, ...] = (
-    "attention", "datasets", "dataswitch", "dicom", "distill", "local_task", "metrics", "models", "recipes",
+    "attention", "datasets", "dataswitch", "dicom", "distill", "guidance", "local_task", "metrics", "models", "recipes",
     "reference", "resize", "splits", "synth", "tokens", "train", "variants",
     "data/vindr_cxr_class_stats_derived.csv",
 )
 #: Modules that cannot change a trained model: presentation, settings, evaluation, the runner and the
 #: real-data adapters (whose source enters real-data keys through :func:`source_hash` instead).
 NOT_MODEL_CODE: tuple[str, ...] = (
-    "__init__", "cache", "config", "cost", "course", "envinfo", "localization", "manifest", "realdata", "realism",
+    "__init__", "cache", "checkpoints", "config", "cost", "course", "envinfo", "localization", "manifest", "realdata", "realism",
     "resolution_loss", "results", "runner", "threads", "viz",
 )
 #: What the simulator's disk cache (layer 2) depends on besides its settings.
@@ -103,6 +104,24 @@ def code_fingerprint() -> str:
     return f"{__version__}+{source_hash(*MODEL_CODE)}"
 
 
+#: The code that can change the *teacher* (:data:`MODEL_CODE` without the students' distillation and
+#: variants, and without ``recipes``, whose teacher settings all enter the teacher's configuration dict):
+#: the teacher's key, and so its committed checkpoint, stays valid while the students' code changes.
+TEACHER_CODE: tuple[str, ...] = tuple(m for m in MODEL_CODE if m not in ("distill", "variants", "recipes"))
+
+
+def code_parts(names: tuple[str, ...] = TEACHER_CODE) -> dict[str, str]:
+    """``{module: source_hash(module)}``: what a code fingerprint is made of (a committed checkpoint keeps it,
+    so a refusal can name the module that changed)."""
+    return {name: source_hash(name) for name in names}
+
+
+@functools.lru_cache(maxsize=1)
+def teacher_fingerprint() -> str:
+    """:func:`source_hash` of :data:`TEACHER_CODE` (once per process): the code part of the teacher's key."""
+    return "teacher+" + source_hash(*TEACHER_CODE)
+
+
 #: The real-data path: its source enters the data description of models trained on real data.
 ADAPTER_CODE: tuple[str, ...] = ("realdata", "dicom", "dataswitch")
 
@@ -141,8 +160,11 @@ def load_or_train(
     train_fn: Callable[[nn.Module], list[dict[str, Any]]],
     cache_folder: str | os.PathLike | None = None,
     load_only: bool = False,
+    code: str | None = None,
+    committed: str | os.PathLike | None = None,
+    code_names: tuple[str, ...] = TEACHER_CODE,
 ) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
-    """Return a trained model from the cache (layer 1), or build, train and cache it.
+    """Return a trained model from a committed checkpoint or the cache (layer 1), or build, train and cache it.
 
     ``config_dict`` must describe everything that determines the trained weights (data, model,
     training, seed); together with ``name`` and :func:`code_fingerprint` it is hashed into the
@@ -154,8 +176,28 @@ def load_or_train(
     ``{"cache_hit": bool, "path": "models/<name>-<hash>.pt" (relative to the cache folder),
     "hash": str, "train_seconds": float}``. ``load_only=True`` never trains: a cache miss raises
     :class:`CacheMiss` (a ``FileNotFoundError``) naming the missing file.
+
+    ``code`` replaces :func:`code_fingerprint` in the key (the teacher uses :func:`teacher_fingerprint`).
+    ``committed``: the path of a checkpoint committed in the package (:mod:`mlcak_lib.checkpoints`); it
+    is loaded when its key equals this one (``info["committed"] = True``, ``info["path"]`` =
+    ``"package:<file name>"``), and otherwise refused with a :class:`~mlcak_lib.checkpoints.StaleCheckpointWarning`
+    that names what changed (``code_names``: the modules ``code`` was made of), after which the cache
+    or training takes over.
     """
-    h = config_hash(name, config_dict)
+    h = config_hash(name, config_dict, code)
+    if committed is not None and Path(committed).exists():
+        from . import checkpoints
+
+        ckpt = checkpoints.load_committed(committed)
+        if ckpt.get("hash") == h:
+            model = checkpoints.load_weights(build_fn(), ckpt)
+            info = {"cache_hit": True, "committed": True, "path": f"package:{Path(committed).name}", "hash": h,
+                    "train_seconds": ckpt.get("train_seconds", float("nan"))}
+            return model, ckpt["history"], info
+        reason = checkpoints.stale_reason(ckpt, config_dict, code_parts(code_names))
+        warnings.warn(checkpoints.StaleCheckpointWarning(
+            f"committed checkpoint {Path(committed).name} is stale and was not loaded (changed: {reason}); "
+            f"rebuild it with `{checkpoints.REBUILD_COMMAND}` (training it here instead)"), stacklevel=2)
     folder = cache_dir(cache_folder) / "models"
     folder.mkdir(parents=True, exist_ok=True)
     filename = f"{name}-{h}.pt"

@@ -62,6 +62,8 @@ __all__ = [
     "predict_local_maps",
     "attention_maps",
     "model_localization",
+    "attention_variability",
+    "constant_map",
 ]
 
 
@@ -363,3 +365,30 @@ def model_localization(
         frames.append(df.assign(map="local-head"))
     out = pd.concat(frames, ignore_index=True)
     return out[["map", "channel", "stratum", "metric", "value", "n"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Does the attention depend on the image? (notebook 04)
+# --------------------------------------------------------------------------------------------
+
+def constant_map(maps: Any) -> np.ndarray:
+    """The dataset-mean map ``[g, g]`` of maps ``[B, g, g]``, each renormalised to sum one: the
+    *constant-map* control that every localization metric is compared with (broadcast it to ``[B, g, g]``)."""
+    arr = np.asarray(maps.detach().cpu() if isinstance(maps, Tensor) else maps, dtype=np.float64)
+    if arr.ndim != 3:
+        raise ValueError(f"maps must be [B, g, g], got shape {arr.shape}")
+    arr = arr / np.clip(arr.sum(axis=(1, 2), keepdims=True), 1e-12, None)
+    return arr.mean(axis=0)
+
+
+def attention_variability(maps: Any) -> float:
+    """How much attention maps differ between images: mean total-variation distance to the dataset-mean map.
+
+    ``0.5 * sum_j |a_ij - mean_j|`` per image (each map renormalised to sum one), averaged over the
+    images: the share of attention mass that sits elsewhere than in the average film's map. 0 for a
+    constant map (the same map on every image), 1 at most (disjoint maps).
+    """
+    arr = np.asarray(maps.detach().cpu() if isinstance(maps, Tensor) else maps, dtype=np.float64)
+    mean = constant_map(arr)
+    arr = arr / np.clip(arr.sum(axis=(1, 2), keepdims=True), 1e-12, None)
+    return float(0.5 * np.abs(arr - mean[None]).sum(axis=(1, 2)).mean())

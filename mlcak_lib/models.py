@@ -68,11 +68,11 @@ from .dicom import NETWORK_MEAN, NETWORK_STD  # the network statistics of the co
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "default": dict(
         grid=7, embed_dim=96, depth=4, num_heads=3, mlp_ratio=2.0, stem="conv", stem_channels=(16, 32, 64),
-        pool="cls", drop_path_rate=0.0,
+        stem_convs=1, pool="cls", drop_path_rate=0.0,
     ),
     "full": dict(
         grid=14, embed_dim=192, depth=12, num_heads=3, mlp_ratio=4.0, stem="conv", stem_channels=(24, 48, 96),
-        pool="cls", drop_path_rate=0.1,
+        stem_convs=1, pool="cls", drop_path_rate=0.1,
     ),
 }
 
@@ -102,6 +102,7 @@ class ConvStem(nn.Module):
         in_chans: int = 1,
         embed_dim: int = 96,
         stem_channels: tuple[int, ...] = (16, 32, 64),
+        stem_convs: int = 1,
         bias: bool = True,
         **_: Any,  # timm passes dynamic_img_pad, device, dtype, ... ; unused here
     ) -> None:
@@ -123,8 +124,12 @@ class ConvStem(nn.Module):
             c_first = chans[0] // 2 if chans else embed_dim
             layers += [nn.Conv2d(c_in, c_first, kernel_size=s0, stride=s0, bias=False), nn.BatchNorm2d(c_first), nn.ReLU(inplace=True)]
             c_in = c_first
+        if stem_convs < 1:
+            raise ValueError(f"stem_convs must be at least 1, got {stem_convs}")
         for c in chans:
             layers += [nn.Conv2d(c_in, c, kernel_size=3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            for _ in range(stem_convs - 1):  # stride-1 refinements at the stage's scale
+                layers += [nn.Conv2d(c, c, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
             c_in = c
         self.convs = nn.Sequential(*layers)
         self.proj = nn.Conv2d(c_in, embed_dim, kernel_size=1, bias=bias)
@@ -218,7 +223,7 @@ def build_vit(
     arch = architecture(profile, **overrides)
     patch = patch_size_for(resolution, arch["grid"])
     if arch["stem"] == "conv":
-        embed_layer = partial(ConvStem, stem_channels=tuple(arch["stem_channels"]))
+        embed_layer = partial(ConvStem, stem_channels=tuple(arch["stem_channels"]), stem_convs=int(arch.get("stem_convs", 1)))
     elif arch["stem"] == "patch":
         from timm.layers import PatchEmbed as embed_layer
     else:

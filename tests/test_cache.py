@@ -184,8 +184,9 @@ def test_simulated_images_are_keyed_by_the_simulator_source():
 
 #: Package modules a keyed module may import without their source entering the key: settings and key
 #: logic (config, cache), BLAS thread limits (threads), checksum verification (manifest), figures (viz),
-#: and the real-data adapters (their source enters real-data keys through ``adapter_code``).
-CANNOT_CHANGE_A_MODEL = {"config", "cache", "threads", "manifest", "viz", "realdata"}
+#: and the real-data adapters (their source enters real-data keys through ``adapter_code``), committed
+#: checkpoints (loaded only when their key matches: ``checkpoints``).
+CANNOT_CHANGE_A_MODEL = {"config", "cache", "checkpoints", "threads", "manifest", "viz", "realdata"}
 
 
 def _package_imports(name: str) -> set[str]:
@@ -208,6 +209,21 @@ def _package_imports(name: str) -> set[str]:
 def test_model_code_is_closed_under_imports(name):
     outside = _package_imports(name) - set(cache.MODEL_CODE) - CANNOT_CHANGE_A_MODEL
     assert not outside, f"{name} imports {sorted(outside)}, whose source is not in cache.MODEL_CODE"
+
+
+#: Imports of teacher code from outside TEACHER_CODE, each with the reason it cannot change the teacher.
+TEACHER_EXCEPTIONS = {
+    # LocalObjective reads variants.default_weights only when lambda_local is None; the teacher passes its own
+    # weight (recipes.TEACHER_OBJECTIVE), which enters the teacher's configuration dict.
+    ("local_task", "variants"),
+}
+
+
+@pytest.mark.parametrize("name", [n for n in cache.TEACHER_CODE if "/" not in n])
+def test_teacher_code_is_closed_under_imports(name):
+    outside = _package_imports(name) - set(cache.TEACHER_CODE) - CANNOT_CHANGE_A_MODEL
+    outside = {m for m in outside if (name, m) not in TEACHER_EXCEPTIONS}
+    assert not outside, f"{name} imports {sorted(outside)}, whose source is not in cache.TEACHER_CODE"
 
 
 @pytest.mark.parametrize("name", [n for n in cache.SIMULATOR_CODE if "/" not in n])
