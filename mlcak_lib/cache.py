@@ -46,7 +46,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from . import __version__
+from . import __version__, checkpoints
 from .config import cache_dir
 
 #: Modules (or subpackages) whose source can change a model trained on the simulator: the data path
@@ -186,8 +186,6 @@ def load_or_train(
     """
     h = config_hash(name, config_dict, code)
     if committed is not None and Path(committed).exists():
-        from . import checkpoints
-
         ckpt = checkpoints.load_committed(committed)
         if ckpt.get("hash") == h:
             model = checkpoints.load_weights(build_fn(), ckpt)
@@ -197,7 +195,8 @@ def load_or_train(
         reason = checkpoints.stale_reason(ckpt, config_dict, code_parts(code_names))
         warnings.warn(checkpoints.StaleCheckpointWarning(
             f"committed checkpoint {Path(committed).name} is stale and was not loaded (changed: {reason}); "
-            f"rebuild it with `{checkpoints.REBUILD_COMMAND}` (training it here instead)"), stacklevel=2)
+            f"rebuild it with `{checkpoints.REBUILD_COMMAND}`"
+            f"{' (load_only: not trained here)' if load_only else ' (training it here instead)'}"), stacklevel=2)
     folder = cache_dir(cache_folder) / "models"
     folder.mkdir(parents=True, exist_ok=True)
     filename = f"{name}-{h}.pt"

@@ -43,7 +43,7 @@ __all__ = ["TEACHER_TRAINING", "TEACHER_OBJECTIVE", "STUDENT_TRAINING", "teacher
 #: 0.52) and took off only at epoch 12 on seed 1 (0.58); 1e-3 took off by epoch 5-8 on both (0.591/0.590);
 #: 5e-4 0.595 on seed 0 but 0.575 by its last epoch (overfitting the three training patients).
 TEACHER_TRAINING: dict[str, TrainConfig] = {
-    "default": TrainConfig(epochs=40, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0, patience=8),
+    "default": TrainConfig(epochs=30, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0, patience=5),
     "full": TrainConfig(epochs=60, batch_size=128, lr=5e-4, weight_decay=0.05, warmup_epochs=5.0, patience=10),
 }
 
@@ -55,6 +55,12 @@ TEACHER_ARCHITECTURE: dict[str, dict[str, Any]] = {
     "default": {"stem_channels": (16, 32, 64, 96, 128), "stem_convs": 1},
     "full": {},
 }
+
+#: Training films of the teacher per profile, where they differ from the profile's split sizes (``None``: the
+#: same splits as the students). The simulator makes films without limit; with the default 3,000 the teacher's
+#: training loss kept falling while its validation score stalled (it memorised films), so it sees 9,000 (the
+#: first 3,000 are the students' training films; validation and test splits are the same).
+TEACHER_SIZES: dict[str, dict[str, int] | None] = {"default": {"train": 9000}, "full": None}
 
 #: How the teacher uses the lesion boxes, per profile (issue 13, notebook 04): ``lambda_local`` weights the
 #: local task (which tokens hold a lesion, :class:`~mlcak_lib.local_task.LocalObjective`), ``guide`` the
@@ -116,7 +122,9 @@ def get_teacher(
 
     A teacher committed in the package (:mod:`mlcak_lib.checkpoints`, ``teacher-<dataset>-<profile>.pt``,
     seed 0) answers the default request (no ``config``, ``sizes`` or architecture overrides, seed 0): it
-    is loaded when its key matches, and a stale one is refused with a warning that names what changed. ``ignore_committed=True`` skips it (``scripts/train_teacher.py`` rebuilds it that way).
+    is loaded when its key matches, and a stale one is refused with a warning that names what changed.
+    ``ignore_committed=True`` skips it (``scripts/train_teacher.py`` rebuilds it that way). ``sizes``
+    defaults to :data:`TEACHER_SIZES` on the simulator (more training films than the students get).
     With boxes in the data the teacher learns the local task and box-guided attention too
     (:func:`teacher_objective`); ``use_boxes=False`` trains it on the image labels alone (the ablation
     notebook 04 compares with, cached and committed as ``teacher-<dataset>-<profile>-labels-only``).
@@ -130,6 +138,11 @@ def get_teacher(
     """
     profile = _config.get_profile(profile)
     dataset = resolve_dataset(dataset)
+    # The committed checkpoint answers the course's default request only (profile settings, default sizes, seed 0);
+    # another request is another model, not a stale one.
+    default_request = config is None and sizes is None and seed == 0 and not arch_overrides
+    if sizes is None and dataset == "synth":
+        sizes = TEACHER_SIZES[profile]
     cfg = (config or TEACHER_TRAINING[profile]).replace(seed=seed)
     arch_settings = {**TEACHER_ARCHITECTURE[profile], **arch_overrides}
     arch = architecture(profile, **arch_settings)
@@ -152,9 +165,6 @@ def get_teacher(
                           dataset=dataset)
         return fit(model, data["train"], data["val"], objective, cfg, progress=progress, desc="teacher")
 
-    # The committed checkpoint answers the course's default request only (profile settings, default sizes, seed 0);
-    # another request is another model, not a stale one.
-    default_request = config is None and sizes is None and seed == 0 and not arch_overrides
     committed = checkpoints.committed_path(name) if default_request and not ignore_committed else None
     return load_or_train(name, cfg_dict, build, train, cache_dir, load_only=load_only, code=teacher_fingerprint(),
                          committed=committed, code_names=TEACHER_CODE)

@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-size", type=int, default=None, help="training films (default: the profile's split)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--teacher", choices=("boxes", "labels-only"), default=None,
                     help="measure the course's teacher (recipes.get_teacher, trained by scripts/train_teacher.py) "
@@ -103,8 +104,9 @@ def main() -> None:
                                        embed_dim=args.embed_dim, depth=args.depth).items() if v is not None}
     names = dataset_class_names("synth", "default")
     res = args.res
+    sizes = {"train": args.train_size} if args.train_size else None
     data = get_splits(tuple(sorted({res, 224})), profile="default", seed=0, splits=("train", "val", "test"),
-                      dataset="synth")
+                      dataset="synth", sizes=sizes)
     objective = SupervisedObjective()
     if args.local > 0:
         objective = LocalObjective(objective, lambda_local=args.local)
@@ -113,7 +115,7 @@ def main() -> None:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, weight_decay=0.05, warmup_epochs=1.0,
                       patience=args.patience, seed=args.seed)
     arch = architecture("default", **overrides)
-    key = {"data": data_description("synth", "default", 0), "model": {"resolution": res, "num_classes": len(names),
+    key = {"data": data_description("synth", "default", 0, sizes), "model": {"resolution": res, "num_classes": len(names),
            **arch, "local_head": args.local > 0}, "train": cfg.as_dict(), "objective": objective.config()}
 
     def build():
@@ -134,7 +136,9 @@ def main() -> None:
            "guide": args.guide, "guide_blocks": ",".join(map(str, args.guide_blocks)), "epochs_run": len(history),
            "best_epoch": best["epoch"], "best_val_score": round(best["val_score"], 4),
            "train_seconds": round(info["train_seconds"], 1), "threads": args.threads,
-           "params": sum(p.numel() for p in model.parameters())}
+           "params": sum(p.numel() for p in model.parameters()),
+           "train_films": (recipes.TEACHER_SIZES["default"] or {}).get("train", len(data["train"])) if args.teacher
+           else len(data["train"])}
     for split in ("val", "test"):
         ev = metrics.evaluate(model, data[split], res)
         row[f"{split}_mcct"] = round(ev["mcct_auroc"], 4)
