@@ -64,6 +64,8 @@ __all__ = [
     "model_localization",
     "attention_variability",
     "constant_map",
+    "block_attention_maps",
+    "attention_summary",
 ]
 
 
@@ -392,3 +394,32 @@ def attention_variability(maps: Any) -> float:
     mean = constant_map(arr)
     arr = arr / np.clip(arr.sum(axis=(1, 2), keepdims=True), 1e-12, None)
     return float(0.5 * np.abs(arr - mean[None]).sum(axis=(1, 2)).mean())
+
+
+def block_attention_maps(model: nn.Module, images: Tensor, blocks: Sequence[int], batch_size: int = 256) -> dict[int, np.ndarray]:
+    """Class-token attention of each block in ``blocks``, head-averaged and renormalised over the patches:
+    ``{block: [n, g, g]}`` -- the maps a multilevel distillation reads (notebook 04 measures them)."""
+    depth = len(model.blocks)
+    chosen = [int(b) % depth for b in blocks]
+
+    def maps(x):
+        _, captured = get_attention(model, x, blocks=chosen)
+        return [cls_attention(head_average(m).float(), normalize=True).cpu() for m in captured]
+
+    parts = eval_batches(model, images, maps, batch_size)
+    return {b: torch.cat([p[k] for p in parts]).numpy() for k, b in enumerate(chosen)}
+
+
+def attention_summary(maps: Any, split: Any, image_size: int = 224) -> dict[str, float]:
+    """The checks a teacher's attention must pass before it is distilled (notebook 04), on one split:
+    token AUROC and pointing of ``maps`` ``[n, g, g]`` against the lesion tokens, the same two for the
+    constant-map control (:func:`constant_map`), and :func:`attention_variability`."""
+    arr = np.asarray(maps.detach().cpu() if isinstance(maps, Tensor) else maps, dtype=np.float64)
+    const = np.broadcast_to(constant_map(arr), arr.shape)
+    row: dict[str, float] = {}
+    for tag, m in (("", arr), ("const_", const)):
+        rep = localization_report(m, split.boxes, split.box_labels, split.box_mm, image_size)
+        sel = rep[(rep.channel == "any") & (rep.stratum == "all")].set_index("metric")["value"]
+        row[f"{tag}token_auroc"], row[f"{tag}pointing"] = float(sel["token_auroc"]), float(sel["pointing"])
+    row["variability"] = attention_variability(arr)
+    return row

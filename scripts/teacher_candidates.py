@@ -45,27 +45,14 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def attention_rows(model, split, res: int, blocks: list[int]) -> dict[str, float]:
-    """Token AUROC / pointing of class-token maps (last block, each guided block, rollout) and their constant-map controls."""
-    from mlcak_lib.attention import cls_attention, get_attention, head_average
-
+    """Token AUROC / pointing of class-token maps (last block, each guided block, rollout), their constant-map
+    controls and variability (:func:`mlcak_lib.localization.attention_summary`)."""
     images = split.images[res]
     kinds: dict[str, np.ndarray] = {"last": localization.attention_maps(model, images, "last"),
                                     "rollout": localization.attention_maps(model, images, "rollout")}
-    for b in blocks:
-        def one(x, b=b):
-            _, maps = get_attention(model, x, blocks=[b])
-            return cls_attention(head_average(maps[0]).float(), normalize=True).cpu()
-        kinds[f"block{b % len(model.blocks)}"] = torch.cat(metrics.eval_batches(model, images, one)).numpy()
-    row: dict[str, float] = {}
-    for kind, maps in kinds.items():
-        const = np.broadcast_to(localization.constant_map(maps), maps.shape)
-        for tag, m in (("", maps), ("const_", const)):
-            rep = localization.localization_report(m, split.boxes, split.box_labels, split.box_mm, 224)
-            sel = rep[(rep.channel == "any") & (rep.stratum == "all")].set_index("metric")["value"]
-            row[f"attn_{kind}_{tag}token_auroc"] = float(sel["token_auroc"])
-            row[f"attn_{kind}_{tag}pointing"] = float(sel["pointing"])
-        row[f"attn_{kind}_variability"] = localization.attention_variability(maps)
-    return row
+    kinds.update({f"block{b}": m for b, m in localization.block_attention_maps(model, images, blocks).items()})
+    return {f"attn_{kind}_{key}": value for kind, maps in kinds.items()
+            for key, value in localization.attention_summary(maps, split).items()}
 
 
 def main() -> None:

@@ -95,3 +95,16 @@ def test_attention_variability_and_constant_map():
     onehot = np.zeros((9, 3, 3)); onehot.reshape(9, 9)[np.arange(9), np.arange(9)] = 1.0
     assert localization.attention_variability(onehot) == pytest.approx(8 / 9)  # disjoint maps: 1 - 1/9
     assert 0 < localization.attention_variability(maps) < 1
+
+
+def test_block_attention_maps_and_attention_summary():
+    split = _split()
+    model = build_vit(32, 2, seed=0, **dict(TINY, grid=2))
+    by_block = localization.block_attention_maps(model, split.images[32], [0, -1])
+    assert sorted(by_block) == [0, 1] and by_block[1].shape == (len(split), 2, 2)
+    assert np.allclose(by_block[1], localization.attention_maps(model, split.images[32], "last"), atol=1e-6)
+    assert np.allclose(by_block[0].sum(axis=(1, 2)), 1.0, atol=1e-5)
+    const = np.broadcast_to(localization.constant_map(by_block[1]), by_block[1].shape)
+    summary = localization.attention_summary(const, split, image_size=32)
+    assert set(summary) == {"token_auroc", "pointing", "const_token_auroc", "const_pointing", "variability"}
+    assert summary["token_auroc"] == pytest.approx(summary["const_token_auroc"]) and summary["variability"] < 1e-12
