@@ -213,7 +213,7 @@ def load_or_train(
     start = time.perf_counter()
     history = train_fn(model)
     seconds = time.perf_counter() - start
-    history = json.loads(json.dumps(history, default=float))  # plain Python types: safe to load with weights_only
+    history = checkpoints.plain(history)  # plain Python types: safe to load with weights_only
     ckpt = {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "history": history,
@@ -222,8 +222,6 @@ def load_or_train(
         "hash": h,
         "train_seconds": seconds,
     }
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    checkpoints.atomic_save(ckpt, path)
     model.eval()
     return model, history, {"cache_hit": False, "path": f"models/{filename}", "hash": h, "train_seconds": seconds}

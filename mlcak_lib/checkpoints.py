@@ -29,8 +29,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-__all__ = ["CHECKPOINT_DIR", "MAX_TOTAL_MB", "REBUILD_COMMAND", "StaleCheckpointWarning", "committed_path",
-           "load_committed", "save_committed", "stale_reason", "total_size_mb"]
+__all__ = ["CHECKPOINT_DIR", "MAX_TOTAL_MB", "REBUILD_COMMAND", "StaleCheckpointWarning", "atomic_save", "committed_path",
+           "half_state_dict", "load_committed", "load_weights", "plain", "save_committed", "stale_reason", "total_size_mb"]
 
 #: Where committed checkpoints live (package data).
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "data" / "checkpoints"
@@ -61,8 +61,8 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 def stale_reason(ckpt: Mapping[str, Any], config_dict: Mapping[str, Any], code_parts: Mapping[str, str]) -> str:
     """The settings and code modules in which a checkpoint's key differs from the one asked for.
 
-    E.g. ``"train.lr 0.001 -> 0.002; code of synth"``; ``"its name"`` or ``"the library version"``
-    when only those differ.
+    E.g. ``"train.lr 0.001 -> 0.002; code of synth"``; ``"the library version"`` when neither the
+    settings nor the code modules differ.
     """
     old = _flatten(json.loads(ckpt.get("config", "{}")))
     new = _flatten(json.loads(json.dumps(dict(config_dict), sort_keys=True, default=str)))
@@ -73,6 +73,20 @@ def stale_reason(ckpt: Mapping[str, Any], config_dict: Mapping[str, Any], code_p
     if modules:
         changes.append("code of " + ", ".join(modules))
     return "; ".join(changes) or "the library version"
+
+
+def plain(value: Any) -> Any:
+    """``value`` as plain JSON types (NumPy / tensor scalars through ``float``): safe to load with ``weights_only``."""
+    return json.loads(json.dumps(value, default=float))
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file, then rename: a concurrent reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def load_committed(path: str | os.PathLike) -> dict[str, Any]:
@@ -101,12 +115,8 @@ def save_committed(path: str | os.PathLike, model: nn.Module, *, name: str, hash
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = {"state_dict": half_state_dict(model), "name": name, "hash": hash,
             "config": json.dumps(dict(config_dict), sort_keys=True, default=str), "code_parts": dict(code_parts),
-            "history": json.loads(json.dumps(history, default=float)), "train_seconds": float(train_seconds),
-            **json.loads(json.dumps(dict(extra or {}), default=float))}
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-    return path
+            "history": plain(history), "train_seconds": float(train_seconds), **plain(dict(extra or {}))}
+    return atomic_save(ckpt, path)
 
 
 def total_size_mb(folder: str | os.PathLike | None = None) -> float:
