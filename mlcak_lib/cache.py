@@ -54,15 +54,15 @@ from .config import cache_dir
 #: normalisation (``dicom.NETWORK_MEAN``/``NETWORK_STD``), the objectives and the training loop.
 #: Their content enters every model's cache key.
 MODEL_CODE: tuple[str, ...] = (
-    "attention", "datasets", "dataswitch", "dicom", "distill", "guidance", "local_task", "metrics", "models", "recipes",
-    "reference", "resize", "splits", "synth", "tokens", "train", "variants",
+    "attention", "attention_kd", "datasets", "dataswitch", "dicom", "distill", "guidance", "local_task", "metrics",
+    "models", "recipes", "reference", "resize", "splits", "synth", "teacher_cache", "tokens", "train", "variants",
     "data/vindr_cxr_class_stats_derived.csv",
 )
 #: Modules that cannot change a trained model: presentation, settings, evaluation, the runner and the
 #: real-data adapters (whose source enters real-data keys through :func:`source_hash` instead).
 NOT_MODEL_CODE: tuple[str, ...] = (
     "__init__", "cache", "checkpoints", "config", "cost", "course", "envinfo", "localization", "manifest", "realdata", "realism",
-    "resolution_loss", "results", "runner", "threads", "viz",
+    "resolution_loss", "results", "runner", "stats", "threads", "viz",
 )
 #: What the simulator's disk cache (layer 2) depends on besides its settings.
 SIMULATOR_CODE: tuple[str, ...] = ("synth", "resize", "tokens", "datasets", "reference",
@@ -107,7 +107,8 @@ def code_fingerprint() -> str:
 #: The code that can change the *teacher* (:data:`MODEL_CODE` without the students' distillation and
 #: variants, and without ``recipes``, whose teacher settings all enter the teacher's configuration dict):
 #: the teacher's key, and so its committed checkpoint, stays valid while the students' code changes.
-TEACHER_CODE: tuple[str, ...] = tuple(m for m in MODEL_CODE if m not in ("distill", "variants", "recipes"))
+TEACHER_CODE: tuple[str, ...] = tuple(m for m in MODEL_CODE
+                                      if m not in ("attention_kd", "distill", "recipes", "teacher_cache", "variants"))
 
 
 def code_parts(names: tuple[str, ...] = TEACHER_CODE) -> dict[str, str]:

@@ -13,10 +13,13 @@ Course choices (the paper does not publish them), each stated in notebook 05:
 * **Output distillation is on logits**, not probabilities: ``MSE(z_S, z_T)`` on the raw MLCT
   logits (one per class) and the raw MCCT logits (two). Logit matching is the large-temperature
   limit of Hinton KD and does not saturate where the teacher is confident.
-* **Attention maps** are the post-softmax maps of a block averaged over heads, the full
-  ``[N+1, N+1]`` matrix including the CLS row/column, compared by the mean squared error over
-  all entries. Their entries are about ``1/(N+1)``, so the attention MSE is small and ``gamma``
-  is correspondingly large (chosen on the validation split, ``scripts/tune_distill.py``).
+* **Attention maps** are the post-softmax maps of a block. The paper's form (``mlcak-paper``)
+  averages them over heads and compares the full ``[N+1, N+1]`` matrix by the mean squared error;
+  its entries are about ``1/(N+1)``, so that MSE is tiny and its ``gamma`` huge. The course also
+  offers a per-head KL on each row and normalised maps with a cosine/L2 loss, on every row or the
+  class token's row (:mod:`mlcak_lib.attention_kd`), with ``gamma`` in units of the classification
+  loss (``gamma_mode="relative"``); ``mlcak`` takes the form chosen on the validation split
+  (``scripts/tune_distill.py``).
 * **Levels**: ``level_pairs`` maps ``n_levels`` evenly spaced student blocks, always ending at
   the last block, to the teacher block at the same relative depth.
 * **Collaborative** = both tasks (MLCT and MCCT) are distilled together, in one loss, through
@@ -27,11 +30,8 @@ Course choices (the paper does not publish them), each stated in notebook 05:
 
 The teacher is frozen (eval mode, no gradients) and sees the high-resolution ``image`` of a
 sample while the student sees the low-resolution view ``lowres[r]`` of the same sample in the
-same batch. Because the teacher is frozen *and* the course's training images are not augmented,
-the teacher's logits and attention maps are a fixed function of the sample index:
-:class:`TeacherCache` computes them once per dataset (one teacher pass over the training set)
-instead of once per epoch, which on a CPU removes the 224-pixel forward pass from every
-training step.
+same batch; its outputs are computed once per training split (:mod:`mlcak_lib.teacher_cache`),
+which also builds the constant-map and oracle controls' targets.
 
 Which terms are on and with what weights is a :class:`mlcak_lib.variants.Variant`; the output
 loss of its family is looked up in :data:`OUTPUT_KD`. Training a student end to end (model,
@@ -46,14 +46,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import capture_attention, evenly_spaced_blocks, head_average
-from .metrics import eval_batches
+from .attention import capture_attention, evenly_spaced_blocks
+from .attention_kd import attention_kd_loss, attention_rows
+from .guidance import lesion_distributions
+from .teacher_cache import TeacherCache, kept_rows, shared_teacher_cache
 from .train import Objective, SupervisedObjective
-from .variants import Variant, get_variant
+from .variants import ATTENTION_LOSSES, ATTENTION_ROWS, ATTENTION_TARGETS, Variant, get_variant
 
 __all__ = [
     "level_pairs",
     "output_kd_loss",
+    "ATTENTION_LOSSES",
+    "ATTENTION_ROWS",
+    "ATTENTION_TARGETS",
+    "attention_rows",
     "attention_kd_loss",
     "hinton_kd_loss",
     "OUTPUT_KD",
@@ -91,26 +97,6 @@ def output_kd_loss(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
     return F.mse_loss(student_logits, teacher_logits.detach().to(student_logits.dtype))
 
 
-def attention_kd_loss(student_maps: Sequence[Tensor], teacher_maps: Sequence[Tensor]) -> Tensor:
-    """Sum over levels of the MSE between head-averaged maps ``[B, N+1, N+1]`` (MLCAK_l^S vs MLCAK_l^T).
-
-    Maps with a head axis (``[B, H, N+1, N+1]``) are averaged over heads first.
-    """
-    if len(student_maps) != len(teacher_maps) or not student_maps:
-        raise ValueError(f"need one teacher map per student map, got {len(student_maps)} and {len(teacher_maps)}")
-    total = student_maps[0].new_zeros(())
-    for s, t in zip(student_maps, teacher_maps):
-        s = s.mean(dim=1) if s.dim() == 4 else s
-        t = t.mean(dim=1) if t.dim() == 4 else t
-        if s.shape != t.shape:
-            raise ValueError(
-                f"attention maps differ in shape: student {tuple(s.shape)} vs teacher {tuple(t.shape)}; "
-                "teacher and student need matched token grids (patch size scaled with resolution)"
-            )
-        total = total + F.mse_loss(s, t.detach().to(s.dtype))
-    return total
-
-
 def hinton_kd_loss(student: Mapping[str, Tensor], teacher: Mapping[str, Tensor], temperature: float = 4.0,
                    alpha: float = 1.0, beta: float = 1.0) -> Tensor:
     """Classic temperature-scaled KD (Hinton et al. 2015) on both tasks, times ``T**2``.
@@ -131,9 +117,9 @@ def hinton_kd_loss(student: Mapping[str, Tensor], teacher: Mapping[str, Tensor],
 
 
 def _mse_terms(variant: Variant, student_out: Mapping[str, Tensor], teacher_out: Mapping[str, Tensor],
-               student_maps: Sequence[Tensor], teacher_maps: Sequence[Tensor]) -> dict[str, Tensor]:
-    """The MLCAK family: ``alpha * MSE(MLCT) + beta * MSE(MCCT) + gamma * attention term``; terms
-    whose weight is zero are not computed (reported as 0)."""
+               student_maps: Sequence[Tensor], teacher_maps: Sequence[Tensor], attn_scale: float = 1.0) -> dict[str, Tensor]:
+    """The MLCAK family: ``alpha * MSE(MLCT) + beta * MSE(MCCT) + gamma * attn_scale * attention term``
+    (:func:`attention_kd_loss` in the variant's form); terms whose weight is zero are not computed (reported as 0)."""
     zero = student_out["mlct"].new_zeros(())
     terms = {"mlct_kd": zero, "mcct_kd": zero, "attn_kd": zero}
     if variant.alpha:
@@ -141,13 +127,14 @@ def _mse_terms(variant: Variant, student_out: Mapping[str, Tensor], teacher_out:
     if variant.beta:
         terms["mcct_kd"] = output_kd_loss(student_out["mcct"], teacher_out["mcct"])
     if variant.gamma:
-        terms["attn_kd"] = attention_kd_loss(student_maps, teacher_maps)
-    terms["kd"] = variant.alpha * terms["mlct_kd"] + variant.beta * terms["mcct_kd"] + variant.gamma * terms["attn_kd"]
+        terms["attn_kd"] = attention_kd_loss(student_maps, teacher_maps, variant.attn_loss, variant.attn_rows)
+    gamma = variant.gamma * attn_scale
+    terms["kd"] = variant.alpha * terms["mlct_kd"] + variant.beta * terms["mcct_kd"] + gamma * terms["attn_kd"]
     return terms
 
 
 def _hinton_terms(variant: Variant, student_out: Mapping[str, Tensor], teacher_out: Mapping[str, Tensor],
-                  student_maps: Sequence[Tensor], teacher_maps: Sequence[Tensor]) -> dict[str, Tensor]:
+                  student_maps: Sequence[Tensor], teacher_maps: Sequence[Tensor], attn_scale: float = 1.0) -> dict[str, Tensor]:
     """Classic Hinton KD on both tasks (:func:`hinton_kd_loss`; alpha/beta weight MLCT/MCCT)."""
     zero = student_out["mlct"].new_zeros(())
     kd = hinton_kd_loss(student_out, teacher_out, variant.temperature, variant.alpha, variant.beta)
@@ -159,83 +146,25 @@ OUTPUT_KD: dict[str, Callable[..., dict[str, Tensor]]] = {"mse": _mse_terms, "hi
 
 
 def kd_loss(variant: Variant, student_out: Mapping[str, Tensor], teacher_out: Mapping[str, Tensor] | None,
-            student_maps: Sequence[Tensor] = (), teacher_maps: Sequence[Tensor] = ()) -> dict[str, Tensor]:
+            student_maps: Sequence[Tensor] = (), teacher_maps: Sequence[Tensor] = (),
+            attn_scale: float = 1.0) -> dict[str, Tensor]:
     """The distillation terms of ``variant`` as a dict: ``mlct_kd``, ``mcct_kd``, ``attn_kd``, ``kd`` (weighted sum).
 
     Terms whose weight is zero are not computed (reported as 0). Labels-only variants return zeros.
+    ``attn_scale`` multiplies ``gamma`` (:class:`DistillObjective` sets it for ``gamma_mode="relative"``).
     """
     if not variant.uses_teacher:
         zero = student_out["mlct"].new_zeros(())
         return {"mlct_kd": zero, "mcct_kd": zero, "attn_kd": zero, "kd": zero}
     if teacher_out is None:
         raise ValueError(f"variant {variant.name!r} needs teacher outputs")
-    return OUTPUT_KD[variant.family.output_kd](variant, student_out, teacher_out, student_maps, teacher_maps)
+    return OUTPUT_KD[variant.family.output_kd](variant, student_out, teacher_out, student_maps, teacher_maps, attn_scale)
 
 
 # --------------------------------------------------------------------------------------------
 # Teacher outputs, computed once per dataset
 # --------------------------------------------------------------------------------------------
 
-class TeacherCache:
-    """The frozen teacher's logits and head-averaged attention maps for every item of a split.
-
-    Valid because (1) the teacher is frozen and runs in eval mode (no dropout, BatchNorm uses its
-    running statistics) and (2) :func:`mlcak_lib.train.fit` slices fixed in-memory tensors
-    (``InMemorySplit.batch``) with no augmentation, so the teacher's input for position ``i``
-    never changes. One teacher pass over the split replaces one per epoch (and, through a small
-    in-process memo, one per run of a grid). :class:`DistillObjective` uses a cache only for the
-    very image tensor it was built from; any other split gets live teacher passes.
-
-    Attributes: ``mlct`` ``[n, C]``, ``mcct`` ``[n, 2]``, ``maps`` (list, one ``[n, T, T]`` tensor
-    per teacher block in ``blocks``), ``blocks``.
-    """
-
-    def __init__(self, mlct: Tensor, mcct: Tensor, maps: list[Tensor], blocks: list[int]) -> None:
-        self.mlct, self.mcct, self.maps, self.blocks = mlct, mcct, maps, list(blocks)
-
-    @classmethod
-    def build(cls, teacher: nn.Module, images: Tensor, blocks: Sequence[int] = (), batch_size: int = 128) -> "TeacherCache":
-        """Run the teacher (eval mode) over ``images`` ``[n, 1, R, R]``; keep logits and head-averaged maps."""
-        def outputs(x):
-            if not blocks:
-                out = teacher(x)
-                return out["mlct"].cpu(), out["mcct"].cpu(), []
-            with capture_attention(teacher, list(blocks)) as captured:
-                out = teacher(x)
-            return out["mlct"].cpu(), out["mcct"].cpu(), [head_average(captured[b]).cpu() for b in blocks]
-
-        mlct, mcct, maps = zip(*eval_batches(teacher, images, outputs, batch_size))
-        return cls(torch.cat(mlct), torch.cat(mcct), [torch.cat(m) for m in zip(*maps)], list(blocks))
-
-    def lookup(self, index: Tensor) -> tuple[dict[str, Tensor], list[Tensor]]:
-        """Teacher outputs and maps for split positions ``index``."""
-        index = index.cpu()
-        return {"mlct": self.mlct[index], "mcct": self.mcct[index]}, [m[index] for m in self.maps]
-
-
-#: The last few teacher caches, keyed by (teacher, image tensor, blocks): a grid of runs that share a
-#: teacher and a training split (``mlcak_lib.runner``) runs the teacher once, not once per run.
-_TEACHER_MEMO: "dict[tuple, tuple[nn.Module, object, TeacherCache]]" = {}
-_TEACHER_MEMO_SIZE = 2
-
-
-def shared_teacher_cache(teacher: nn.Module, images: Tensor, blocks: Sequence[int]) -> TeacherCache:
-    """A :class:`TeacherCache` for ``images``, reused while the teacher's weights and the images are unchanged.
-
-    A cache holding more blocks serves a request for fewer (e.g. output-only KD after MLCAK).
-    """
-    with torch.no_grad():  # a checksum of the weights: a retrained or edited teacher gets a new cache
-        weights = float(sum(p.double().sum() for p in teacher.parameters()))
-    key = (id(teacher), id(images), weights)
-    for (k, cached_blocks), (t, imgs, cache) in _TEACHER_MEMO.items():
-        if k == key and t is teacher and imgs is images and set(blocks) <= set(cached_blocks):
-            pick = [cache.blocks.index(b) for b in blocks]
-            return TeacherCache(cache.mlct, cache.mcct, [cache.maps[i] for i in pick], list(blocks))
-    cache = TeacherCache.build(teacher, images, blocks)
-    _TEACHER_MEMO[(key, tuple(blocks))] = (teacher, images, cache)
-    while len(_TEACHER_MEMO) > _TEACHER_MEMO_SIZE:
-        _TEACHER_MEMO.pop(next(iter(_TEACHER_MEMO)))
-    return cache
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +184,15 @@ class DistillObjective(Objective):
       (``batch["split"].images[teacher_resolution][batch["index"]]``).
     * ``precompute=True`` (default) builds a :class:`TeacherCache` of the training split in
       :meth:`setup`: teacher logits and maps are looked up by index instead of recomputed every
-      step (identical values, see the class docstring). ``False`` runs the teacher every step.
+      step (identical values, see the class docstring). ``False`` runs the teacher every step
+      (not with the constant-map or oracle controls, whose targets are built from the whole split).
+    * The attention term compares ``variant.attn_rows`` of the maps with ``variant.attn_loss``
+      (:func:`attention_kd_loss`) against ``variant.attn_target``: the teacher's own maps, the
+      constant map (:meth:`TeacherCache.constant`) or the oracle map (:meth:`TeacherCache.oracle`).
+    * ``gamma_mode="relative"``: before the first step, the untrained student's attention term and
+      classification loss are measured on the first ``SCALE_ITEMS`` training items, and ``gamma``
+      multiplies their ratio (:attr:`attn_scale`): ``gamma = 1`` makes the attention term start at the
+      size of the classification loss, whatever the form. ``"absolute"``: ``gamma`` as it is.
     * Attention maps of the student are captured with gradients (``capture_attention(...,
       keep_grad=True)``) only when ``gamma > 0``; with ``gamma = 0`` the forward pass is the plain
       one, so ``mlcak`` with ``gamma=0`` reproduces ``output-kd`` bit for bit.
@@ -264,12 +201,18 @@ class DistillObjective(Objective):
     ``attn_kd`` (unweighted) and ``kd`` (weighted sum).
     """
 
+    #: Training items on which ``gamma_mode="relative"`` measures the two losses of the untrained student.
+    SCALE_ITEMS = 256
+
     def __init__(self, teacher: nn.Module | None, variant: str | Variant = "mlcak", profile: str | None = None,
                  teacher_resolution: int | None = None, precompute: bool = True, balance: bool = True,
                  teacher_id: str | None = None, **weights) -> None:
         self.variant = get_variant(variant, profile, **weights)
         if self.variant.uses_teacher and teacher is None:
             raise ValueError(f"variant {self.variant.name!r} needs a teacher")
+        if self.variant.uses_attention and self.variant.attn_target != "teacher" and not precompute:
+            raise ValueError(f"the {self.variant.attn_target} control builds its targets from the whole training "
+                             "split: it needs precompute=True")
         self.teacher = teacher if self.variant.uses_teacher else None
         if self.teacher is not None:
             self.teacher.eval()
@@ -282,15 +225,58 @@ class DistillObjective(Objective):
         self.pairs: list[tuple[int, int]] = []
         self.cache: TeacherCache | None = None
         self._cache_images: Tensor | None = None
+        #: What multiplies ``gamma`` (1 unless ``gamma_mode="relative"``; set in :meth:`setup`).
+        self.attn_scale: float = 1.0
 
     # -- train.Objective interface ------------------------------------------------------------
     def setup(self, model: nn.Module, train) -> None:
         self.supervised.setup(model, train)
-        if self.variant.uses_attention:
-            self.pairs = level_pairs(len(self.teacher.blocks), len(model.blocks), self.variant.levels)
+        v = self.variant
+        if v.uses_attention:
+            self.pairs = level_pairs(len(self.teacher.blocks), len(model.blocks), v.levels)
         if self.teacher is not None and self.precompute:
             self._cache_images = train.images[self.teacher_resolution]
-            self.cache = shared_teacher_cache(self.teacher, self._cache_images, self.teacher_blocks)
+            self.cache = shared_teacher_cache(self.teacher, self._cache_images, self.teacher_blocks,
+                                              rows=self._rows, heads=self._heads)
+            if v.uses_attention and v.attn_target == "constant":
+                self.cache = self.cache.constant()
+            elif v.uses_attention and v.attn_target == "oracle":
+                if not getattr(train, "boxes", None) or len(train.boxes) != len(train):
+                    raise ValueError("the oracle control builds its targets from lesion boxes: the training split has none")
+                lesions = lesion_distributions(train.boxes, train.box_labels, len(train.class_names),
+                                               int(self._cache_images.shape[-1]), model.grid)
+                self.cache = self.cache.oracle(lesions)
+        self.attn_scale = 1.0
+        if v.uses_attention and v.gamma_mode == "relative":
+            self.attn_scale = self.initial_ratio(model, train)
+
+    @property
+    def _rows(self) -> str:
+        return self.variant.attn_rows if self.variant.uses_attention else "full"
+
+    @property
+    def _heads(self) -> bool:
+        return self.variant.uses_attention and self.variant.attn_loss == "kl"
+
+    def initial_ratio(self, model: nn.Module, train) -> float:
+        """Classification loss over the raw attention term of the untrained ``model`` on the first
+        :attr:`SCALE_ITEMS` training items (eval mode, no gradients): the ``attn_scale`` of ``gamma_mode="relative"``."""
+        index = torch.arange(min(self.SCALE_ITEMS, len(train)))
+        batch = train.batch(index, model.resolution)
+        batch["x"] = batch["x"].to(next(model.parameters()).device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                outputs = self.forward(model, batch)
+                parts = self.supervised.losses(outputs, batch["mlct"], batch["mcct"])
+                _, t_maps = self.teacher_targets(batch)
+                dev = outputs["mlct"].device
+                attn = attention_kd_loss(outputs["attention"], [m.to(dev) for m in t_maps], self.variant.attn_loss,
+                                         self.variant.attn_rows)
+        finally:
+            model.train(was_training)
+        return float((parts["bce"] + parts["ce"]) / attn.clamp_min(1e-12))
 
     @property
     def teacher_blocks(self) -> list[int]:
@@ -305,23 +291,25 @@ class DistillObjective(Objective):
             return model(batch["x"])
         with capture_attention(model, self.student_blocks, keep_grad=True) as maps:
             out = dict(model(batch["x"]))
-        out["attention"] = [head_average(maps[b]) for b in self.student_blocks]
+        out["attention"] = [maps[b] for b in self.student_blocks]  # per head; the loss averages where its form does
         return out
 
     def teacher_targets(self, batch) -> tuple[dict[str, Tensor] | None, list[Tensor]]:
-        """Teacher logits and head-averaged maps for the items of ``batch`` (cache or live pass)."""
+        """Teacher logits and attention targets for the items of ``batch`` (cache or live pass)."""
         if self.teacher is None:
             return None, []
         split = batch["split"]
         x_hr = split.images[self.teacher_resolution]
         if self.cache is not None and x_hr is self._cache_images:
             return self.cache.lookup(batch["index"])
+        if self.variant.uses_attention and self.variant.attn_target != "teacher":
+            raise ValueError(f"the {self.variant.attn_target} control has targets for its training split only")
         x = x_hr[batch["index"]].to(next(self.teacher.parameters()).device)
         with torch.no_grad():
             if self.teacher_blocks:
                 with capture_attention(self.teacher, self.teacher_blocks) as maps:
                     out = self.teacher(x)
-                return out, [head_average(maps[b]) for b in self.teacher_blocks]
+                return out, [kept_rows(maps[b], self._rows, self._heads) for b in self.teacher_blocks]
             return self.teacher(x), []
 
     def terms(self, batch, outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -333,7 +321,7 @@ class DistillObjective(Objective):
         if t_out is not None:
             t_out = {k: t_out[k].to(dev) for k in ("mlct", "mcct")}
             t_maps = [m.to(dev) for m in t_maps]
-        parts.update(kd_loss(self.variant, outputs, t_out, outputs.get("attention", ()), t_maps))
+        parts.update(kd_loss(self.variant, outputs, t_out, outputs.get("attention", ()), t_maps, self.attn_scale))
         parts["loss"] = parts["cls"] + parts["kd"]
         return parts
 
@@ -345,14 +333,15 @@ class DistillObjective(Objective):
     def config(self) -> dict:
         """The settings that determine the trained student (part of the load-or-train cache key).
 
-        Only the weights that act in this variant appear (:meth:`~mlcak_lib.variants.Variant.active_weights`,
-        without the local task's, which :class:`~mlcak_lib.local_task.LocalObjective` records), so
-        e.g. retuning ``gamma`` does not invalidate cached ``output-kd`` or ``baseline`` students.
+        Only the weights and attention settings that act in this variant appear
+        (:meth:`~mlcak_lib.variants.Variant.active_weights`, without the local task's, which
+        :class:`~mlcak_lib.local_task.LocalObjective` records), so e.g. retuning ``gamma`` does not
+        invalidate cached ``output-kd`` or ``baseline`` students.
         """
         v = self.variant
         weights = {k: w for k, w in v.active_weights().items() if k != "lambda_local"}
         cfg: dict = {"objective": "distill", "variant": v.name, "family": v.family.name,
-                     "supervised": self.supervised.config(), **weights}
+                     "supervised": self.supervised.config(), **weights, **v.attention_settings()}
         if v.uses_teacher:
             cfg.update(teacher=self.teacher_id, teacher_resolution=self.teacher_resolution)
         return cfg

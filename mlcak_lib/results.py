@@ -4,15 +4,17 @@
   per-class AUROC, MLCT macro AUROC per lesion-size bin and the localization metrics.
 * Localization columns are named ``loc_<map>_<metric>[<stratum>]``; this module is the one place
   that knows the scheme (:func:`loc_column`, :data:`LOC_MAPS`, :data:`LOC_METRICS`).
-* :func:`summarize_grid` -- a runner CSV as mean ± std per variant × resolution with the **gap
+* :func:`summarize_grid` -- a runner CSV as mean ± std per variant × student × resolution with the **gap
   recovered**; :func:`markdown_table`, :func:`localization_summary`, :func:`plot_grid` present it.
+* :func:`paired_table` -- every variant against a reference seed by seed, with 95 % t intervals
+  (:mod:`mlcak_lib.stats`); :func:`paired_markdown` presents it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,6 +25,7 @@ from .local_task import has_boxes
 from .localization import model_localization
 from .metrics import SIZE_BINS, evaluate
 from .splits import InMemorySplit
+from .stats import paired_ci
 from .variants import VARIANT_NAMES
 
 #: Headline metrics, in table order: column name -> label.
@@ -89,35 +92,100 @@ def gap_recovered(student: float, baseline: float, teacher: float) -> float:
     return (student - baseline) / denom
 
 
-def summarize_grid(csv: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
-    """Per (variant, resolution): seeds, mean and std of every AUROC and localization column, and the gap recovered.
+#: The student architecture of a runner row when the CSV has no ``student`` column (grids before issue 14).
+STANDARD_STUDENT = "standard"
 
-    ``csv``: a path to a runner CSV or its DataFrame. Columns: ``variant``, ``resolution``,
-    ``n_seeds``, ``<metric>_mean`` / ``<metric>_std`` for every ``*auroc*`` and ``loc_*`` column, and
-    ``gap_<metric>`` for the two headline metrics (means of the student and of the baseline at
-    the same resolution, teacher from the teacher row). The teacher is the row with variant
-    ``teacher`` (std 0, gap 1 by definition: NaN is written instead to avoid a misleading 100 %).
+
+def model_label(variant: str, student: str = STANDARD_STUDENT) -> str:
+    """How tables and figures name a model: the variant, with a non-standard student architecture in brackets."""
+    return variant if student in (STANDARD_STUDENT, "teacher", "") else f"{variant} ({student})"
+
+
+def summarize_grid(csv: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Per (variant, student, resolution): seeds, mean and std of every AUROC and localization column, the gap recovered.
+
+    ``csv``: a path to a runner CSV or its DataFrame. Columns: ``variant``, ``student`` (the student
+    architecture, :data:`STANDARD_STUDENT` where the CSV has none), ``model`` (:func:`model_label`),
+    ``resolution``, ``n_seeds``, ``<metric>_mean`` / ``<metric>_std`` for every ``*auroc*`` and ``loc_*``
+    column, and ``gap_<metric>`` for the two headline metrics (means of the student and of the baseline
+    of the same architecture at the same resolution, teacher from the teacher row). The teacher is the
+    row with variant ``teacher`` (std 0, gap 1 by definition: NaN is written instead to avoid a
+    misleading 100 %).
     """
     df = pd.read_csv(csv) if not isinstance(csv, pd.DataFrame) else csv.copy()
+    if "student" not in df.columns:
+        df["student"] = STANDARD_STUDENT
+    df["student"] = df["student"].fillna("teacher")
     cols = [c for c in df.columns if ("auroc" in c or c.startswith("loc_")) and not c.startswith("teacher_")]
-    g = df.groupby(["variant", "resolution"], sort=False)
+    g = df.groupby(["variant", "student", "resolution"], sort=False)
     table = g[cols].agg(["mean", "std"])
     table.columns = [f"{c}_{stat}" for c, stat in table.columns]
     table.insert(0, "n_seeds", g["seed"].nunique())
     table = table.reset_index()
+    table.insert(2, "model", [model_label(v, s) for v, s in zip(table["variant"], table["student"])])
     teacher = df[df["variant"] == "teacher"]
     for metric in METRICS:
         t = float(teacher[metric].mean()) if len(teacher) else float("nan")
-        base = table[table["variant"] == "baseline"].set_index("resolution")[f"{metric}_mean"]
+        base = table[table["variant"] == "baseline"].set_index(["student", "resolution"])[f"{metric}_mean"]
         table[f"gap_{metric}"] = [
-            gap_recovered(row[f"{metric}_mean"], float(base.get(row["resolution"], np.nan)), t)
+            gap_recovered(row[f"{metric}_mean"], float(base.get((row["student"], row["resolution"]), np.nan)), t)
             if row["variant"] != "teacher" else float("nan")
             for _, row in table.iterrows()
         ]
     order = {v: i for i, v in enumerate(["teacher", *VARIANT_NAMES])}
     table["_o"] = table["variant"].map(lambda v: order.get(v, len(order)))
-    table = table.sort_values(["_o", "resolution"], ascending=[True, False]).drop(columns="_o").reset_index(drop=True)
+    table["_s"] = ~table["student"].isin([STANDARD_STUDENT, "teacher"])
+    table = (table.sort_values(["_s", "_o", "resolution"], ascending=[True, True, False])
+             .drop(columns=["_o", "_s"]).reset_index(drop=True))
     return table
+
+
+def paired_table(csv: str | os.PathLike | pd.DataFrame, reference: str = "baseline",
+                 metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
+    """Every variant against ``reference`` seed by seed (same student architecture and resolution), per metric.
+
+    Columns: ``model``, ``variant``, ``student``, ``resolution``, ``reference``, ``metric``, ``n`` (common
+    seeds), ``diff`` (mean of variant minus reference), ``ci_low``/``ci_high`` (95 % t interval,
+    :func:`mlcak_lib.stats.paired_ci`) and ``wins`` (seeds on which the variant is higher). Pairs with fewer
+    than two common seeds are left out.
+    """
+    df = pd.read_csv(csv) if not isinstance(csv, pd.DataFrame) else csv.copy()
+    if "student" not in df.columns:
+        df["student"] = STANDARD_STUDENT
+    df = df[df["variant"] != "teacher"]
+    rows = []
+    for (student, r), group in df.groupby(["student", "resolution"], sort=False):
+        ref = group[group["variant"] == reference].set_index("seed")
+        for variant, sub in group[group["variant"] != reference].groupby("variant", sort=False):
+            sub = sub.set_index("seed")
+            seeds = sub.index.intersection(ref.index)
+            if len(seeds) < 2:
+                continue
+            for metric in metrics:
+                ci = paired_ci(sub.loc[seeds, metric].to_numpy(), ref.loc[seeds, metric].to_numpy())
+                rows.append({"model": model_label(variant, student), "variant": variant, "student": student,
+                             "resolution": r, "reference": reference, "metric": metric, "n": ci.n, "diff": ci.mean,
+                             "ci_low": ci.low, "ci_high": ci.high, "wins": ci.wins})
+    return pd.DataFrame(rows, columns=["model", "variant", "student", "resolution", "reference", "metric", "n", "diff",
+                                       "ci_low", "ci_high", "wins"])
+
+
+def paired_markdown(table: pd.DataFrame, title: str | None = None) -> str:
+    """:func:`paired_table` as markdown: one row per model and resolution, one column per metric."""
+    lines = [f"## {title}", ""] if title else []
+    metrics = list(dict.fromkeys(table["metric"]))
+    lines += ["| model | px | vs | seeds | " + " | ".join(f"Δ {METRICS.get(m, m)} [95 % CI] (wins)" for m in metrics) + " |",
+              "|---|---:|---|---:|" + "---|" * len(metrics)]
+    for (model, r, ref), g in table.groupby(["model", "resolution", "reference"], sort=False):
+        cells = []
+        for m in metrics:
+            row = g[g["metric"] == m].iloc[0]
+            mark = " **above 0**" if row["ci_low"] > 0 else ""
+            cells.append(f"{row['diff']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] ({row['wins']}/{row['n']}){mark}")
+        lines.append(f"| {model} | {r} | {ref} | {g['n'].iloc[0]} | " + " | ".join(cells) + " |")
+    lines += ["", "Seed-paired differences (variant − reference, same seeds), 95 % confidence intervals from the "
+              "t distribution with n − 1 degrees of freedom; test split (unseen patients).", ""]
+    return "\n".join(lines)
 
 
 def _pm(mean: float, std: float) -> str:
@@ -134,7 +202,7 @@ def localization_summary(table: pd.DataFrame, stratum: str = "all") -> pd.DataFr
             cols = [loc_column(prefix, m, stratum) for m in LOC_METRICS]
             if not np.isfinite(r.get(f"{cols[0]}_mean", np.nan)):
                 continue
-            rows.append({"model": r["variant"], "px": r["resolution"], "map": label,
+            rows.append({"model": r.get("model", r["variant"]), "px": r["resolution"], "map": label,
                          **{m: _pm(r[f"{c}_mean"], r[f"{c}_std"]) for m, c in zip(LOC_METRICS, cols)}})
     return pd.DataFrame(rows, columns=["model", "px", "map", *LOC_METRICS])
 
@@ -151,7 +219,7 @@ def markdown_table(table: pd.DataFrame, title: str | None = None) -> str:
     for _, row in table.iterrows():
         size = [_pm(row.get(f"auroc_size[{b}]_mean", np.nan), row.get(f"auroc_size[{b}]_std", np.nan))
                 for b, _, _ in SIZE_BINS]
-        lines.append(f"| {row['variant']} | {row['resolution']} | {row['n_seeds']} | "
+        lines.append(f"| {row.get('model', row['variant'])} | {row['resolution']} | {row['n_seeds']} | "
                      f"{_pm(row['mcct_auroc_mean'], row['mcct_auroc_std'])} | {pct(row['gap_mcct_auroc'])} | "
                      f"{_pm(row['mlct_macro_auroc_mean'], row['mlct_macro_auroc_std'])} | {pct(row['gap_mlct_macro_auroc'])} | "
                      + " | ".join(size) + " |")
@@ -165,7 +233,7 @@ def markdown_table(table: pd.DataFrame, title: str | None = None) -> str:
         for _, row in table.iterrows():
             cells = [_pm(row.get(f"{loc_column(m, k)}_mean", np.nan), row.get(f"{loc_column(m, k)}_std", np.nan))
                      for m, k in shown]
-            lines.append(f"| {row['variant']} | {row['resolution']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {row.get('model', row['variant'])} | {row['resolution']} | " + " | ".join(cells) + " |")
         lines += ["", "Attention: class-token attention rollout on the 7×7 token grid; local head: the any-lesion map "
                   "of the multi-task students. Pointing game with a one-token tolerance (notebook 06).", ""]
     return "\n".join(lines)
@@ -177,10 +245,11 @@ def plot_grid(table: pd.DataFrame, path: str | os.PathLike | None = None, title:
     teacher = table[table["variant"] == "teacher"]
     students = table[table["variant"] != "teacher"]
     resolutions = sorted(students["resolution"].unique())
-    names = list(dict.fromkeys(students["variant"]))
+    key = "model" if "model" in students.columns else "variant"
+    names = list(dict.fromkeys(students[key]))
     for ax, (metric, label) in zip(axes, METRICS.items()):
         for k, v in enumerate(names):
-            sub = students[students["variant"] == v].sort_values("resolution")
+            sub = students[students[key] == v].sort_values("resolution")
             offset = (k - (len(names) - 1) / 2) * 0.04
             x = np.log2(np.asarray(sub["resolution"], dtype=float)) + offset  # log2 axis drawn linearly: NaN-safe
             ax.errorbar(x, sub[f"{metric}_mean"], yerr=sub[f"{metric}_std"].fillna(0), marker="o", capsize=3, label=v)

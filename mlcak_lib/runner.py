@@ -13,7 +13,12 @@ configuration, so a rerun of the same grid only evaluates), evaluates it on the 
   seed, every metric, the teacher's metrics on the same test split, the weights that act in the
   variant, config hash, cache hit, epochs, git revision + dirty flag, hardware and wall time;
 * ``grid_<tag>.png`` and ``grid_<tag>.md`` -- :func:`mlcak_lib.results.plot_grid` and
-  :func:`mlcak_lib.results.markdown_table` of :func:`mlcak_lib.results.summarize_grid`.
+  :func:`mlcak_lib.results.markdown_table` of :func:`mlcak_lib.results.summarize_grid`, and in the
+  markdown the seed-paired differences against the baseline (and MLCAK against the constant-map
+  control) with 95 % t intervals, also as ``paired_<tag>.csv`` (:func:`mlcak_lib.results.paired_table`);
+* ``curves_<tag>.csv`` -- the learning curves: every run's training history, one row per epoch;
+* ``cost_<tag>.csv`` -- parameters, analytic FLOPs and measured CPU latency of the teacher and of
+  every student architecture x resolution (:func:`cost_rows`).
 
 Seeds change the student's initial weights and batch order; the data (seed 0) and the teacher
 (seed 0) are the same for every run. Nothing is chosen on the test split. ``--tiny`` shrinks
@@ -42,12 +47,14 @@ from tqdm.auto import tqdm
 from . import config as _config
 from .cache import CacheMiss, stable_hash
 from .dataswitch import data_description, dataset_has_boxes, get_splits, resolve_dataset
+from .cost import architecture_flops, measure_latency
 from .envinfo import git_revision, hardware
 from .models import TEACHER_RESOLUTION, architecture, build_student
-from .recipes import TEACHER_TRAINING, get_teacher, student_training, train_student
-from .results import flat_metrics, markdown_table, plot_grid, summarize_grid
+from .recipes import TEACHER_TRAINING, get_teacher, student_architecture, student_training, train_student
+from .results import (STANDARD_STUDENT, flat_metrics, markdown_table, paired_markdown, paired_table, plot_grid,
+                      summarize_grid)
 from .train import TrainConfig
-from .variants import DISTILL_VARIANTS, VARIANT_NAMES, Variant, get_variant
+from .variants import CONTROL_PAIRS, DISTILL_VARIANTS, VARIANT_NAMES, Variant, get_variant
 
 DEFAULT_RESOLUTIONS: tuple[int, ...] = (112, 56, 28)
 TEACHER_MODES: tuple[str, ...] = ("load-or-train", "load-only")
@@ -84,8 +91,9 @@ class GridSpec:
 
     ``weights`` override the tuned alpha/beta/gamma/levels/temperature/lambda_local (each variant
     takes the ones it uses). ``epochs`` trains students for this many epochs instead of the
-    profile's (a budget study; it enters the students' cache keys). ``tiny`` shrinks data and
-    training for tests (:data:`TINY`).
+    profile's (a budget study; it enters the students' cache keys). ``students`` names student
+    architectures (:data:`mlcak_lib.recipes.STUDENT_ARCHITECTURES`; every variant is trained with
+    each). ``tiny`` shrinks data and training for tests (:data:`TINY`).
     """
 
     profile: str | None = None
@@ -96,7 +104,8 @@ class GridSpec:
     teacher_mode: str = "load-or-train"
     tiny: bool = False
     epochs: int | None = None
-    weights: Mapping[str, float] = field(default_factory=dict)
+    weights: Mapping[str, Any] = field(default_factory=dict)
+    students: Sequence[str] = (STANDARD_STUDENT,)
 
     def check(self) -> "GridSpec":
         """A copy with every name resolved; :class:`RunnerError` for the first request that cannot be served."""
@@ -117,8 +126,25 @@ class GridSpec:
         if local and not dataset_has_boxes(dataset):
             raise RunnerError(f"dataset {dataset!r} has no lesion boxes: the multi-task variants "
                               f"({', '.join(local)}) need them")
+        students = list(dict.fromkeys(str(s) for s in self.students))
+        if not students:
+            raise RunnerError("give at least one student architecture")
+        try:
+            archs = {s: student_architecture(s, profile) for s in students}
+        except ValueError as exc:
+            raise RunnerError(str(exc)) from None
+        for s, arch in archs.items():
+            depth = architecture(profile, **arch)["depth"]
+            deep = [n for n in names if self._variant(n, profile).uses_attention and self._variant(n, profile).levels > depth]
+            if deep:
+                raise RunnerError(f"the {s} student has {depth} blocks, fewer than the attention levels of "
+                                  f"{', '.join(dict.fromkeys(deep))}; lower --weights levels=...")
+        resolutions = [check_student_resolutions(self.resolutions, profile, a) for a in archs.values()][0]
         return replace(self, profile=profile, dataset=dataset, variants=list(dict.fromkeys(names)), seeds=seeds,
-                       resolutions=sorted(check_student_resolutions(self.resolutions, profile)))
+                       resolutions=sorted(resolutions), students=students)
+
+    def _variant(self, name: str, profile: str) -> Variant:
+        return get_variant(name, profile, **dict(self.weights))
 
     @property
     def sizes(self) -> dict[str, int] | None:
@@ -155,13 +181,40 @@ def load_teacher(spec: GridSpec, progress: bool) -> tuple[torch.nn.Module, dict[
     return teacher, info
 
 
-def _student_row(v: Variant, r: int, seed: int, metrics: Mapping[str, Any], history: list[dict], info: Mapping[str, Any],
-                 teacher_metrics: Mapping[str, Any]) -> dict[str, Any]:
+def _student_row(v: Variant, student: str, r: int, seed: int, metrics: Mapping[str, Any], history: list[dict],
+                 info: Mapping[str, Any], teacher_metrics: Mapping[str, Any], model: torch.nn.Module) -> dict[str, Any]:
     best = next((h["epoch"] for h in history if h.get("best")), len(history))
-    return {"run": "student", "variant": v.name, "resolution": r, "seed": seed, **metrics,
+    return {"run": "student", "variant": v.name, "student": student, "resolution": r, "seed": seed, **metrics,
             "teacher_mcct_auroc": teacher_metrics["mcct_auroc"], "teacher_mlct_macro_auroc": teacher_metrics["mlct_macro_auroc"],
-            **v.active_weights(), "epochs": len(history), "best_epoch": best, "config_hash": info["hash"],
-            "cache_hit": info["cache_hit"], "train_seconds": info.get("train_seconds")}
+            **v.active_weights(), **v.attention_settings(), "epochs": len(history), "best_epoch": best,
+            "params": sum(p.numel() for p in model.parameters()), "mflops": architecture_flops(model, r) / 1e6,
+            "config_hash": info["hash"], "cache_hit": info["cache_hit"], "train_seconds": info.get("train_seconds")}
+
+
+#: Columns of the learning curves (``curves_<tag>.csv``): one row per run and epoch, from the training history.
+CURVE_KEYS: tuple[str, ...] = ("variant", "student", "resolution", "seed", "epoch")
+
+
+def _curve_rows(v: Variant, student: str, r: int, seed: int, history: list[dict]) -> list[dict[str, Any]]:
+    return [{"variant": v.name, "student": student, "resolution": r, "seed": seed, **h} for h in history]
+
+
+def cost_rows(teacher: torch.nn.Module, spec: "GridSpec", num_classes: int, repeats: int = 5) -> pd.DataFrame:
+    """Parameters, analytic MFLOPs and measured CPU latency (ms per image, batch 32) of the teacher and of every
+    student architecture x resolution of a checked spec (fresh models: cost does not depend on the weights)."""
+    rows = [{"model": "teacher", "student": "teacher", "resolution": TEACHER_RESOLUTION,
+             "params": sum(p.numel() for p in teacher.parameters()),
+             "mflops": architecture_flops(teacher, TEACHER_RESOLUTION) / 1e6,
+             "latency_ms": measure_latency(teacher, TEACHER_RESOLUTION, repeats=repeats) * 1e3}]
+    for s in spec.students:
+        for r in spec.resolutions:
+            m = build_student(r, num_classes, profile=spec.profile, seed=0, **student_architecture(s, spec.profile))
+            rows.append({"model": f"student ({s})", "student": s, "resolution": r,
+                         "params": sum(p.numel() for p in m.parameters()), "mflops": architecture_flops(m, r) / 1e6,
+                         "latency_ms": measure_latency(m, r, repeats=repeats) * 1e3})
+    out = pd.DataFrame(rows)
+    out["torch_threads"] = torch.get_num_threads()
+    return out
 
 
 def run_grid(spec: GridSpec, out: str | os.PathLike | None = "results", progress: bool = True, tag: str | None = None,
@@ -201,27 +254,31 @@ def run_grid(spec: GridSpec, out: str | os.PathLike | None = "results", progress
              "wall_seconds": time.perf_counter() - t0}]
 
     student_cfg = spec.student_config()
-    plan = [(r, s, v) for r in spec.resolutions for s in spec.seeds for v in spec.variants]
+    plan = [(r, a, s, v) for r in spec.resolutions for a in spec.students for s in spec.seeds for v in spec.variants]
+    curves: list[dict[str, Any]] = []
     bar = tqdm(plan, desc="runs", unit="run", file=sys.stdout, disable=not progress)
-    for r, s, name in bar:
-        bar.set_description(f"{name} @ {r}px seed {s}")
+    for r, arch, s, name in bar:
+        bar.set_description(f"{name} @ {r}px seed {s}" + ("" if arch == STANDARD_STUDENT else f" ({arch})"))
         t0 = time.perf_counter()
         v = spec.variant(name)
         model, history, info = train_student(v, r, splits, teacher=teacher_model, teacher_info=teacher_info,
                                              profile=spec.profile, seed=s, config=student_cfg, data_desc=data_desc,
-                                             progress=False)
+                                             progress=False, arch_overrides=student_architecture(arch, spec.profile))
         metrics = flat_metrics(model, splits["test"], r)
-        rows.append({**_student_row(v, r, s, metrics, history, info, teacher_metrics), **common,
+        rows.append({**_student_row(v, arch, r, s, metrics, history, info, teacher_metrics, model), **common,
                      "wall_seconds": time.perf_counter() - t0})
+        curves += _curve_rows(v, arch, r, s, history)
         bar.set_postfix(mcct=f"{metrics['mcct_auroc']:.3f}", mlct=f"{metrics['mlct_macro_auroc']:.3f}", refresh=False)
         if csv is not None:
             _write_csv(pd.DataFrame(rows), csv)
+            _write_csv(pd.DataFrame(curves), csv.with_name(f"curves_{tag}.csv"))
     bar.close()
     df = pd.DataFrame(rows)
     df.attrs["grid_wall_seconds"] = total = time.perf_counter() - grid_start
     if csv is not None:
         _write_report(df, csv, spec)
-        say(f"[runner] wrote {_shown(csv)}, .png and .md")
+        _write_csv(cost_rows(teacher_model, spec, len(splits["train"].class_names)), csv.with_name(f"cost_{tag}.csv"))
+        say(f"[runner] wrote {_shown(csv)}, .png, .md, curves_{tag}.csv and cost_{tag}.csv")
     say(f"[runner] {len(plan)} runs in {total:.0f} s ({sum(bool(r.get('cache_hit')) for r in rows[1:])} from cache)")
     return df
 
@@ -230,7 +287,16 @@ def _write_report(df: pd.DataFrame, csv: Path, spec: GridSpec) -> None:
     _write_csv(df, csv)
     table = summarize_grid(df)
     title = f"MLCAK grid, profile `{spec.profile}`, dataset `{spec.dataset}`, test split"
-    csv.with_suffix(".md").write_text(markdown_table(table, title=title))
+    report = markdown_table(table, title=title)
+    paired = [paired_table(df)]
+    for variant, control in CONTROL_PAIRS:  # MLCAK against the constant map, the oracle against MLCAK
+        if {variant, control} <= set(df["variant"]):
+            paired.append(paired_table(df[df["variant"].isin([variant, control])], reference=control))
+    paired = pd.concat(paired, ignore_index=True)
+    if len(paired):
+        report += "\n" + paired_markdown(paired, title="Seed-paired differences")
+        _write_csv(paired, csv.with_name(csv.name.replace("grid_", "paired_", 1)))
+    csv.with_suffix(".md").write_text(report)
     plot_grid(table, csv.with_suffix(".png"),
               title=f"Test AUROC vs resolution ({spec.profile} profile, {len(spec.seeds)} seeds)")
 
@@ -270,8 +336,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="student epochs instead of the profile's (a budget study)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--gamma", type=float, default=None, help="override the tuned attention weight")
+    p.add_argument("--weights", nargs="+", default=[], metavar="NAME=VALUE",
+                   help="override tuned weights or attention settings, e.g. levels=1 attn_loss=kl")
+    p.add_argument("--students", nargs="+", default=[STANDARD_STUDENT],
+                   help="student architectures (mlcak_lib.recipes.STUDENT_ARCHITECTURES), e.g. standard small")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
+
+
+def parse_weights(items: Sequence[str]) -> dict[str, Any]:
+    """``["levels=1", "attn_loss=kl"]`` -> ``{"levels": 1, "attn_loss": "kl"}`` (numbers become numbers)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise RunnerError(f"--weights takes NAME=VALUE pairs, got {item!r}")
+        try:
+            out[name] = int(value) if name == "levels" else float(value)
+        except ValueError:
+            out[name] = value
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -280,8 +364,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
+        weights = parse_weights(args.weights)
+        if args.gamma is not None:
+            weights["gamma"] = args.gamma
         spec = GridSpec(args.profile, args.variants, args.resolutions, args.seeds, args.dataset, args.teacher_mode,
-                        args.tiny, args.epochs, {"gamma": args.gamma} if args.gamma is not None else {})
+                        args.tiny, args.epochs, weights, args.students)
         run_grid(spec, args.out, not args.quiet, args.tag)
     except RunnerError as exc:
         print(f"mlcak-run: error: {exc}", file=sys.stderr)

@@ -31,6 +31,23 @@ TUNED_WEIGHTS_FILE = Path(__file__).resolve().parent / "data" / "tuned_weights.j
 #: The weights a variant can take: ``levels`` is the number of attention levels
 #: (:func:`mlcak_lib.distill.level_pairs`), ``lambda_local`` the weight of the local task (notebook 06).
 WEIGHT_NAMES: tuple[str, ...] = ("alpha", "beta", "gamma", "levels", "temperature", "lambda_local")
+#: The form of the attention term (notebook 05; :func:`mlcak_lib.distill.attention_kd_loss`): ``attn_loss``
+#: (``"mse"``: the paper's head-averaged MSE, ``"kl"``: per-head KL on each row, ``"cosine"``: normalised
+#: maps), ``attn_rows`` (``"full"`` or the class token's row ``"cls"``), ``gamma_mode`` (``"absolute"``, or
+#: ``"relative"``: gamma in units of the classification loss at the start). Their defaults are the paper's form.
+SETTING_NAMES: tuple[str, ...] = ("attn_loss", "attn_rows", "gamma_mode")
+DEFAULT_SETTINGS: dict[str, str] = {"attn_loss": "mse", "attn_rows": "full", "gamma_mode": "absolute"}
+#: ``paper_gamma``: the weight of the paper's form (``mlcak-paper``) when ``mlcak`` takes another form.
+GAMMA_MODES: tuple[str, ...] = ("absolute", "relative")
+#: The attention losses (``attn_loss``, :func:`mlcak_lib.distill.attention_kd_loss`): the paper's head-averaged
+#: MSE and two forms from the attention-transfer literature (notebook 05 compares them on the validation split).
+ATTENTION_LOSSES: tuple[str, ...] = ("mse", "kl", "cosine")
+#: Which query rows of a map take part (``attn_rows``): every row, or the class token's row over the patches
+#: (renormalised), the row that decides what the classifier reads.
+ATTENTION_ROWS: tuple[str, ...] = ("full", "cls")
+#: Where the attention term's targets come from (``attn_target``): the teacher's maps of each image, or one of
+#: the two controls of notebook 05 (:meth:`mlcak_lib.distill.TeacherCache.constant` and ``.oracle``).
+ATTENTION_TARGETS: tuple[str, ...] = ("teacher", "constant", "oracle")
 
 
 @dataclass(frozen=True)
@@ -61,24 +78,33 @@ HINTON = Family("hinton", "hinton", False, ("alpha", "beta", "temperature"))
 FAMILIES: dict[str, Family] = {f.name: f for f in (LABELS, MSE, HINTON)}
 
 
-def default_weights(profile: str | None = None) -> dict[str, float]:
-    """The tuned weights of a profile, read from :data:`TUNED_WEIGHTS_FILE` (read on every call)."""
+def default_weights(profile: str | None = None) -> dict[str, Any]:
+    """The tuned weights and attention settings of a profile, read from :data:`TUNED_WEIGHTS_FILE` (on every call).
+
+    Keys: :data:`WEIGHT_NAMES`, :data:`SETTING_NAMES` (the paper's form where the file has none) and
+    ``paper_gamma`` (``gamma`` where the file has none).
+    """
     profile = get_profile(profile)
     table = json.loads(TUNED_WEIGHTS_FILE.read_text())
     if profile not in table:
         raise ValueError(f"{TUNED_WEIGHTS_FILE.name} has no weights for profile {profile!r}")
-    weights = {k: table[profile][k] for k in WEIGHT_NAMES}
+    row = table[profile]
+    weights: dict[str, Any] = {k: row[k] for k in WEIGHT_NAMES}
     weights["levels"] = int(weights["levels"])
+    weights.update({k: str(row.get(k, DEFAULT_SETTINGS[k])) for k in SETTING_NAMES})
+    weights["paper_gamma"] = float(row.get("paper_gamma", weights["gamma"]))
     return weights
 
 
-def write_tuned_weights(profile: str, **weights: float) -> None:
-    """Store chosen weights of ``profile`` in :data:`TUNED_WEIGHTS_FILE` (used by the tuning scripts)."""
-    unknown = set(weights) - set(WEIGHT_NAMES)
+def write_tuned_weights(profile: str, **weights: Any) -> None:
+    """Store chosen weights or attention settings of ``profile`` in :data:`TUNED_WEIGHTS_FILE` (the tuning scripts)."""
+    known = (*WEIGHT_NAMES, *SETTING_NAMES, "paper_gamma")
+    unknown = set(weights) - set(known)
     if unknown:
-        raise ValueError(f"unknown weight(s) {sorted(unknown)}; choose from {list(WEIGHT_NAMES)}")
+        raise ValueError(f"unknown weight(s) {sorted(unknown)}; choose from {list(known)}")
     table = json.loads(TUNED_WEIGHTS_FILE.read_text())
-    table.setdefault(profile, {}).update({k: (int(v) if k == "levels" else float(v)) for k, v in weights.items()})
+    table.setdefault(profile, {}).update({k: (int(v) if k == "levels" else str(v) if k in SETTING_NAMES else float(v))
+                                          for k, v in weights.items()})
     TUNED_WEIGHTS_FILE.write_text(json.dumps(table, indent=2) + "\n")
 
 
@@ -88,6 +114,9 @@ class Variant:
 
     ``alpha``/``beta`` weight the output distillation of MLCT/MCCT, ``gamma`` the attention term
     over ``levels`` levels, ``temperature`` Hinton KD's temperature, ``lambda_local`` the local task.
+    ``attn_loss``, ``attn_rows``, ``gamma_mode`` (:data:`SETTING_NAMES`) give the attention term's form and
+    ``attn_target`` its targets: ``"teacher"``, or the controls ``"constant"`` (the dataset-mean teacher
+    map) and ``"oracle"`` (the lesion boxes).
     """
 
     name: str
@@ -98,7 +127,21 @@ class Variant:
     levels: int = 2
     temperature: float = 4.0
     lambda_local: float = 0.0
+    attn_loss: str = "mse"
+    attn_rows: str = "full"
+    gamma_mode: str = "absolute"
+    attn_target: str = "teacher"
     description: str = ""
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("attn_loss", self.attn_loss, ATTENTION_LOSSES),
+                                     ("attn_rows", self.attn_rows, ATTENTION_ROWS),
+                                     ("gamma_mode", self.gamma_mode, GAMMA_MODES),
+                                     ("attn_target", self.attn_target, ATTENTION_TARGETS)):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(allowed)}")
+        if self.attn_target == "oracle" and self.attn_rows != "cls":
+            raise ValueError("the oracle map defines only the class token's row: use attn_rows='cls'")
 
     @property
     def uses_teacher(self) -> bool:
@@ -121,6 +164,12 @@ class Variant:
             names.append("lambda_local")
         return {w: getattr(self, w) for w in names}
 
+    def attention_settings(self) -> dict[str, str]:
+        """The attention term's form and target when it is on (else empty): they enter the cache keys and the CSV."""
+        if not self.uses_attention:
+            return {}
+        return {k: getattr(self, k) for k in (*SETTING_NAMES, "attn_target")}
+
     def with_weights(self, **changes: Any) -> "Variant":
         """A copy with some fields changed (e.g. ``v.with_weights(gamma=0.0)``)."""
         unknown = set(changes) - set(self.__dataclass_fields__)
@@ -130,35 +179,48 @@ class Variant:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family.name,
-                **{k: getattr(self, k) for k in WEIGHT_NAMES}}
+                **{k: getattr(self, k) for k in (*WEIGHT_NAMES, *SETTING_NAMES, "attn_target")}}
 
 
-def _registry(w: Mapping[str, float]) -> dict[str, Variant]:
+def _registry(w: Mapping[str, Any]) -> dict[str, Variant]:
     """Every variant with weights ``w``, in table order (notebook 05's, then notebook 06's)."""
     a, b, g = float(w["alpha"]), float(w["beta"]), float(w["gamma"])
     shared = {"levels": int(w["levels"]), "temperature": float(w["temperature"])}
+    form = {k: str(w.get(k, DEFAULT_SETTINGS[k])) for k in SETTING_NAMES}  # the chosen form of the attention term
+    paper = {**shared, **DEFAULT_SETTINGS}
     lam = float(w["lambda_local"])
     table = [
         Variant("baseline", LABELS, **shared, description="low-resolution student trained from labels only"),
         Variant("output-kd", MSE, a, b, 0.0, **shared, description="MSE on MLCT and MCCT logits (gamma = 0)"),
-        Variant("attention-kd", MSE, 0.0, 0.0, g, **shared, description="multilevel attention term only (alpha = beta = 0)"),
-        Variant("mlcak", MSE, a, b, g, **shared, description="MLCAK: logits of both tasks + multilevel attention"),
+        Variant("attention-kd", MSE, 0.0, 0.0, g, **shared, **form,
+                description="the attention term alone, in the chosen form (alpha = beta = 0)"),
+        Variant("mlcak", MSE, a, b, g, **shared, **form,
+                description="MLCAK: logits of both tasks + multilevel attention, in the form chosen on validation"),
+        Variant("mlcak-paper", MSE, a, b, float(w.get("paper_gamma", g)), **paper,
+                description="MLCAK with the paper's attention term: MSE of head-averaged maps"),
+        Variant("mlcak-constant", MSE, a, b, g, **shared, **form, attn_target="constant",
+                description="control: MLCAK with the dataset-mean teacher map for every image"),
+        Variant("mlcak-oracle", MSE, a, b, g, **shared, **{**form, "attn_rows": "cls"}, attn_target="oracle",
+                description="control: MLCAK with the class-token row taken from the lesion boxes (upper bound)"),
         Variant("hinton-kd", HINTON, 1.0, 1.0, 0.0, **shared,
                 description="classic temperature-scaled KL on both tasks (reference)"),
         Variant("multitask", LABELS, **shared, lambda_local=lam,
                 description="labels only + the local task (lesion map per token; notebook 06)"),
-        Variant("mlcak-mt", MSE, a, b, g, **shared, lambda_local=lam,
+        Variant("mlcak-mt", MSE, a, b, g, **shared, **form, lambda_local=lam,
                 description="the complete system: MLCAK distillation + the local task (notebook 06)"),
     ]
     return {v.name: v for v in table}
 
 
+_PLACEHOLDER = {**dict.fromkeys(WEIGHT_NAMES, 1), **DEFAULT_SETTINGS}
 #: Every variant name, in table order.
-VARIANT_NAMES: tuple[str, ...] = tuple(_registry(dict.fromkeys(WEIGHT_NAMES, 1)))
+VARIANT_NAMES: tuple[str, ...] = tuple(_registry(_PLACEHOLDER))
 #: The multi-task variants of notebook 06 (they need boxes), in table order.
-LOCAL_VARIANTS: tuple[str, ...] = tuple(n for n, v in _registry(dict.fromkeys(WEIGHT_NAMES, 1)).items() if v.uses_local)
+LOCAL_VARIANTS: tuple[str, ...] = tuple(n for n, v in _registry(_PLACEHOLDER).items() if v.uses_local)
 #: The distillation variants of notebook 05 (the runner's default grid), in table order.
 DISTILL_VARIANTS: tuple[str, ...] = tuple(n for n in VARIANT_NAMES if n not in LOCAL_VARIANTS)
+#: MLCAK against its controls (notebook 05): ``(variant, control)`` pairs the runner reports seed by seed.
+CONTROL_PAIRS: tuple[tuple[str, str], ...] = (("mlcak", "mlcak-constant"), ("mlcak-oracle", "mlcak"))
 #: The course's headline comparison (notebook 05, the data-regime study): labels-only baseline, then MLCAK.
 HEADLINE: tuple[str, str] = ("baseline", "mlcak")
 
@@ -176,7 +238,7 @@ def local_pairs(profile: str | None = None) -> list[tuple[str, str]]:
     return pairs
 
 
-def get_variant(name: str | Variant, profile: str | None = None, **overrides: float | None) -> Variant:
+def get_variant(name: str | Variant, profile: str | None = None, **overrides: Any) -> Variant:
     """The :class:`Variant` called ``name`` with the profile's tuned weights.
 
     ``overrides`` (``alpha``, ``beta``, ``gamma``, ``levels``, ``temperature``, ``lambda_local``)

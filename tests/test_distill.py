@@ -5,7 +5,7 @@ The variant registry itself: tests/test_variants.py."""
 import pytest
 import torch
 
-from mlcak_lib import distill
+from mlcak_lib import distill, teacher_cache
 from mlcak_lib.distill import (
     OUTPUT_KD,
     DistillObjective,
@@ -195,16 +195,16 @@ def test_distill_config_names_the_family_and_teacher(teacher):
 def test_shared_teacher_cache_reuses_one_teacher_pass(teacher):
     split = _split()
     images = split.images[32]
-    distill._TEACHER_MEMO.clear()
+    teacher_cache._TEACHER_MEMO.clear()
     full = shared_teacher_cache(teacher, images, [0, 1])
-    assert len(distill._TEACHER_MEMO) == 1 and full.maps[0].shape[0] == len(split)
+    assert len(teacher_cache._TEACHER_MEMO) == 1 and full.maps[0].shape[0] == len(split)
     fewer = shared_teacher_cache(teacher, images, [1])  # a cache holding more blocks serves fewer
-    assert len(distill._TEACHER_MEMO) == 1 and fewer.blocks == [1] and torch.equal(fewer.maps[0], full.maps[1])
+    assert len(teacher_cache._TEACHER_MEMO) == 1 and fewer.blocks == [1] and torch.equal(fewer.maps[0], full.maps[1])
     assert torch.equal(fewer.mlct, full.mlct)
-    live = distill.TeacherCache.build(teacher, images, [1])
+    live = teacher_cache.TeacherCache.build(teacher, images, [1])
     assert torch.allclose(live.maps[0], full.maps[1], atol=1e-6) and torch.allclose(live.mlct, full.mlct, atol=1e-6)
     shared_teacher_cache(teacher, images.clone(), [1])  # other images: a new entry
-    assert len(distill._TEACHER_MEMO) == 2
+    assert len(teacher_cache._TEACHER_MEMO) == 2
     weight = next(teacher.parameters())
     saved = weight.detach().clone()
     with torch.no_grad():
@@ -215,4 +215,112 @@ def test_shared_teacher_cache_reuses_one_teacher_pass(teacher):
     finally:
         with torch.no_grad():
             weight.copy_(saved)
-        distill._TEACHER_MEMO.clear()
+        teacher_cache._TEACHER_MEMO.clear()
+
+
+# -- the attention term's forms and controls (issue 14) --------------------------------------------
+
+def _maps(seed, heads=2, t=5):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(3, heads, t, t, generator=g), -1)
+
+
+@pytest.mark.parametrize("loss", distill.ATTENTION_LOSSES)
+@pytest.mark.parametrize("rows", distill.ATTENTION_ROWS)
+def test_every_attention_loss_is_zero_at_identity_and_positive_otherwise(loss, rows):
+    a, b = _maps(0), _maps(1)
+    assert float(attention_kd_loss([a, a], [a, a], loss, rows)) == pytest.approx(0.0, abs=1e-6)
+    assert float(attention_kd_loss([a], [b], loss, rows)) > 1e-4
+    assert float(attention_kd_loss([a], [b], loss, rows)) < float(attention_kd_loss([a, a], [b, b], loss, rows))
+
+
+def test_attention_losses_match_their_formulas():
+    a, b = _maps(0), _maps(1)
+    assert torch.allclose(attention_kd_loss([a], [b], "mse"), ((a.mean(1) - b.mean(1)) ** 2).mean())
+    kl = (b * (b / a).log()).sum(-1).mean()  # KL(teacher b || student a) per head and row
+    assert torch.allclose(attention_kd_loss([a], [b], "kl"), kl, atol=1e-6)
+    s, t = a.mean(1).flatten(1), b.mean(1).flatten(1)
+    cos = torch.nn.functional.cosine_similarity(s, t, dim=1)
+    assert torch.allclose(attention_kd_loss([a], [b], "cosine"), (2 - 2 * cos).mean(), atol=1e-6)
+    cls = distill.attention_rows(a, "cls")  # the class token's row over the patches, renormalised
+    assert cls.shape == (3, 2, 1, 4) and torch.allclose(cls.sum(-1), torch.ones(3, 2, 1))
+    assert torch.allclose(cls[:, :, 0], a[:, :, 0, 1:] / a[:, :, 0, 1:].sum(-1, keepdim=True))
+    with pytest.raises(ValueError, match="as many student heads"):
+        attention_kd_loss([a], [_maps(1, heads=3)], "kl")
+    with pytest.raises(ValueError, match="unknown attention loss"):
+        attention_kd_loss([a], [b], "l1")
+
+
+@pytest.mark.parametrize("loss", distill.ATTENTION_LOSSES)
+def test_gradients_of_every_form_reach_the_students_attention(teacher, loss):
+    split = _split()
+    student = _model(8, seed=2)
+    obj = DistillObjective(teacher, "attention-kd", teacher_resolution=32, attn_loss=loss, attn_rows="cls")
+    obj.setup(student, split)
+    batch = split.batch(torch.arange(8), 8)
+    out = obj.forward(student, batch)
+    assert out["attention"][0].requires_grad and out["attention"][0].dim() == 4  # per head, with gradients
+    student.zero_grad()
+    obj.terms(batch, out)["attn_kd"].backward()
+    assert student.blocks[obj.student_blocks[-1]].attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_constant_control_gives_every_image_the_mean_teacher_map(teacher):
+    split = _split()
+    cache = teacher_cache.TeacherCache.build(teacher, split.images[32], [0, 1], rows="full", heads=True)
+    const = cache.constant()
+    _, maps = const.lookup(torch.tensor([0, 5, 9]))
+    for m, full in zip(maps, cache.maps):
+        assert m.shape == (3, *full.shape[1:])
+        assert torch.allclose(m[0], full.mean(0)) and torch.equal(m[0], m[2])
+    assert torch.equal(const.mlct, cache.mlct)  # the logits stay the teacher's
+    obj = DistillObjective(teacher, "mlcak-constant", teacher_resolution=32)
+    obj.setup(_model(8, seed=2), split)
+    _, targets = obj.teacher_targets(split.batch(torch.tensor([1, 2]), 8))
+    assert torch.equal(targets[0][0], targets[0][1])
+
+
+def test_oracle_control_puts_the_class_token_row_on_the_lesions(teacher):
+    split = _split(n=4)
+    cache = teacher_cache.TeacherCache.build(teacher, split.images[32], [1], rows="cls")
+    lesions = torch.zeros(4, 16)
+    lesions[0, 5] = 1.0
+    lesions[1, [2, 3]] = 0.5  # films 2 and 3: no lesion
+    oracle = cache.oracle(lesions)
+    rows = distill.attention_rows(oracle.maps[0], "cls")[:, 0, 0]
+    assert torch.allclose(rows[0], lesions[0]) and torch.allclose(rows[1], lesions[1])
+    mean_row = distill.attention_rows(cache.maps[0].mean(0, keepdim=True), "cls")[0, 0, 0]
+    assert torch.allclose(rows[2], mean_row, atol=1e-6) and torch.allclose(rows[3], mean_row, atol=1e-6)
+    with pytest.raises(ValueError, match="class token's row"):
+        teacher_cache.TeacherCache.build(teacher, split.images[32], [1], rows="full").oracle(lesions)
+
+
+def test_oracle_objective_reads_the_boxes(teacher):
+    split = _split(n=4)
+    split.boxes = [torch.tensor([[0.0, 0.0, 8.0, 8.0]]), torch.zeros(0, 4), torch.zeros(0, 4), torch.zeros(0, 4)]
+    split.box_labels = [torch.tensor([0]), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+                        torch.zeros(0, dtype=torch.long)]
+    obj = DistillObjective(teacher, "mlcak-oracle", teacher_resolution=32)
+    obj.setup(_model(8, seed=2), split)
+    _, targets = obj.teacher_targets(split.batch(torch.tensor([0]), 8))
+    row = distill.attention_rows(targets[-1], "cls")[0, 0, 0].reshape(4, 4)
+    assert row[0, 0] == pytest.approx(1.0) and float(row.sum()) == pytest.approx(1.0)  # the box's token only
+    with pytest.raises(ValueError, match="needs precompute"):
+        DistillObjective(teacher, "mlcak-oracle", teacher_resolution=32, precompute=False)
+
+
+def test_relative_gamma_makes_the_attention_term_start_at_the_classification_loss(teacher):
+    split = _split(n=32)
+    student = _model(8, seed=2)
+    obj = DistillObjective(teacher, "mlcak", teacher_resolution=32, attn_loss="kl", attn_rows="full",
+                           gamma_mode="relative", gamma=1.0, alpha=0.0, beta=0.0)
+    obj.setup(student, split)
+    assert obj.attn_scale > 0
+    batch = split.batch(torch.arange(len(split)), 8)
+    student.eval()
+    with torch.no_grad():
+        terms = obj.terms(batch, obj.forward(student, batch))
+    assert float(terms["kd"]) == pytest.approx(float(terms["cls"]), rel=1e-4)  # the same items as the scale
+    fixed = DistillObjective(teacher, "mlcak", teacher_resolution=32, attn_loss="kl", gamma=1.0)
+    fixed.setup(_model(8, seed=2), split)
+    assert fixed.attn_scale == 1.0

@@ -106,6 +106,10 @@ def test_summarize_gap_recovered(tiny_grid):
         (["--profile", "fast"], "Unknown profile 'fast'"),
         (["--variants", "baseline", "fitnet"], "Unknown variant 'fitnet'"),
         (["--resolutions", "28", "30"], "cannot serve the teacher's 7x7 token grid"),
+        (["--students", "huge"], "unknown student architecture 'huge'"),
+        (["--students", "small", "--variants", "mlcak", "--weights", "levels=4"], "the small student has 2 blocks"),
+        (["--weights", "levels"], "NAME=VALUE"),
+        (["--weights", "attn_loss=l1"], "unknown attn_loss 'l1'"),
     ],
 )
 def test_user_errors_are_one_line(capsys, tmp_path, monkeypatch, args, message):
@@ -157,3 +161,31 @@ def test_load_only_without_cached_teacher(tmp_path, monkeypatch):
 def test_grid_spec_check_rejects_unknown_weights():
     with pytest.raises(RunnerError, match="unknown weight"):
         GridSpec("default", ["mlcak"], [28], [0], tiny=True, weights={"gama": 5.0}).check()
+
+
+def test_students_curves_cost_and_paired_report(tmp_path):
+    """Two architectures x two seeds: the CSV names the student, the curves hold every epoch, the cost table every
+    model, and the report pairs each variant with the baseline of the same architecture."""
+    out = tmp_path / "r"
+    assert runner.main(["--tiny", "--quiet", "--resolutions", "28", "--seeds", "0", "1", "--variants", "baseline", "mlcak",
+                        "--students", "standard", "small", "--weights", "attn_loss=kl", "attn_rows=cls",
+                        "--out", str(out)]) == 0
+    df = pd.read_csv(out / "grid_default-tiny.csv")
+    students = df[df["run"] == "student"]
+    assert len(students) == 2 * 2 * 2 and set(students["student"]) == {"standard", "small"}
+    small, standard = (students[students["student"] == a] for a in ("small", "standard"))
+    assert small["mflops"].max() < 0.5 * standard["mflops"].min() and small["params"].max() < standard["params"].min()
+    mlcak = students[students["variant"] == "mlcak"]
+    assert set(mlcak["attn_loss"]) == {"kl"} and set(mlcak["attn_rows"]) == {"cls"}
+    curves = pd.read_csv(out / "curves_default-tiny.csv")
+    assert len(curves) == students["epochs"].sum() and {"val_score", "train_loss", "epoch"} <= set(curves.columns)
+    cost = pd.read_csv(out / "cost_default-tiny.csv")
+    assert list(cost["model"]) == ["teacher", "student (standard)", "student (small)"]
+    assert (cost["latency_ms"] > 0).all() and cost["mflops"].iloc[0] > cost["mflops"].iloc[1] > cost["mflops"].iloc[2]
+    paired = pd.read_csv(out / "paired_default-tiny.csv")
+    assert set(paired["model"]) == {"mlcak", "mlcak (small)"} and set(paired["n"]) == {2}
+    row = paired[(paired["model"] == "mlcak") & (paired["metric"] == "mcct_auroc")].iloc[0]
+    by_seed = standard.pivot(index="seed", columns="variant", values="mcct_auroc")
+    assert row["diff"] == pytest.approx(float((by_seed["mlcak"] - by_seed["baseline"]).mean()), abs=1e-5)
+    md = (out / "grid_default-tiny.md").read_text()
+    assert "Seed-paired differences" in md and "| mlcak (small) | 28 |" in md

@@ -20,9 +20,11 @@ from mlcak_lib.variants import (
 
 
 def test_names_and_groups():
-    assert VARIANT_NAMES == ("baseline", "output-kd", "attention-kd", "mlcak", "hinton-kd", "multitask", "mlcak-mt")
+    assert VARIANT_NAMES == ("baseline", "output-kd", "attention-kd", "mlcak", "mlcak-paper", "mlcak-constant",
+                             "mlcak-oracle", "hinton-kd", "multitask", "mlcak-mt")
     assert LOCAL_VARIANTS == ("multitask", "mlcak-mt")
-    assert DISTILL_VARIANTS == ("baseline", "output-kd", "attention-kd", "mlcak", "hinton-kd")
+    assert DISTILL_VARIANTS == ("baseline", "output-kd", "attention-kd", "mlcak", "mlcak-paper", "mlcak-constant",
+                                "mlcak-oracle", "hinton-kd")
     assert set(V.HEADLINE) <= set(DISTILL_VARIANTS)
     table = V.variants("default")
     assert list(table) == list(VARIANT_NAMES)
@@ -32,12 +34,17 @@ def test_names_and_groups():
 def test_families():
     table = V.variants("default")
     families = {name: v.family for name, v in table.items()}
-    assert families == {"baseline": LABELS, "output-kd": MSE, "attention-kd": MSE, "mlcak": MSE,
-                        "hinton-kd": HINTON, "multitask": LABELS, "mlcak-mt": MSE}
+    assert families == {"baseline": LABELS, "output-kd": MSE, "attention-kd": MSE, "mlcak": MSE, "mlcak-paper": MSE,
+                        "mlcak-constant": MSE, "mlcak-oracle": MSE, "hinton-kd": HINTON, "multitask": LABELS,
+                        "mlcak-mt": MSE}
     assert V.FAMILIES == {"labels": LABELS, "mse": MSE, "hinton": HINTON}
     assert not LABELS.uses_teacher and MSE.uses_teacher and HINTON.uses_teacher
-    assert [n for n, v in table.items() if v.uses_teacher] == ["output-kd", "attention-kd", "mlcak", "hinton-kd", "mlcak-mt"]
-    assert [n for n, v in table.items() if v.uses_attention] == ["attention-kd", "mlcak", "mlcak-mt"]
+    attention = ["attention-kd", "mlcak", "mlcak-paper", "mlcak-constant", "mlcak-oracle"]
+    assert [n for n, v in table.items() if v.uses_teacher] == ["output-kd", *attention, "hinton-kd", "mlcak-mt"]
+    assert [n for n, v in table.items() if v.uses_attention] == [*attention, "mlcak-mt"]
+    assert table["mlcak-constant"].attn_target == "constant" and table["mlcak-oracle"].attn_target == "oracle"
+    assert table["mlcak-oracle"].attn_rows == "cls" and table["mlcak-paper"].attn_loss == "mse"
+    assert (table["mlcak-paper"].attn_rows, table["mlcak-paper"].gamma_mode) == ("full", "absolute")
     assert table["output-kd"].gamma == 0 and table["attention-kd"].alpha == table["attention-kd"].beta == 0
     assert not table["multitask"].uses_teacher and table["mlcak-mt"].gamma == table["mlcak"].gamma > 0
     assert all(v.description for v in table.values())
@@ -51,6 +58,9 @@ def test_active_weights_are_the_weights_that_act():
         "output-kd": ["alpha", "beta", "gamma"],
         "attention-kd": ["alpha", "beta", "gamma", "levels"],
         "mlcak": ["alpha", "beta", "gamma", "levels"],
+        "mlcak-paper": ["alpha", "beta", "gamma", "levels"],
+        "mlcak-constant": ["alpha", "beta", "gamma", "levels"],
+        "mlcak-oracle": ["alpha", "beta", "gamma", "levels"],
         "hinton-kd": ["alpha", "beta", "temperature"],
         "multitask": ["lambda_local"],
         "mlcak-mt": ["alpha", "beta", "gamma", "lambda_local", "levels"],
@@ -69,10 +79,10 @@ def test_retuning_one_weight_changes_only_the_variants_that_use_it(weight, value
     configs = [n for n in VARIANT_NAMES if n not in LOCAL_VARIANTS
                and _config(old[n]) != _config(new[n])]
     expected = {
-        "alpha": ["output-kd", "mlcak", "mlcak-mt"],  # attention-kd fixes alpha = 0, hinton-kd alpha = 1
-        "beta": ["output-kd", "mlcak", "mlcak-mt"],
-        "gamma": ["attention-kd", "mlcak", "mlcak-mt"],
-        "levels": ["attention-kd", "mlcak", "mlcak-mt"],
+        "alpha": ["output-kd", "mlcak", "mlcak-paper", "mlcak-constant", "mlcak-oracle", "mlcak-mt"],  # attention-kd
+        "beta": ["output-kd", "mlcak", "mlcak-paper", "mlcak-constant", "mlcak-oracle", "mlcak-mt"],  # fixes 0, hinton 1
+        "gamma": ["attention-kd", "mlcak", "mlcak-constant", "mlcak-oracle", "mlcak-mt"],  # the paper form: paper_gamma
+        "levels": ["attention-kd", "mlcak", "mlcak-paper", "mlcak-constant", "mlcak-oracle", "mlcak-mt"],
         "temperature": ["hinton-kd"],
         "lambda_local": ["multitask", "mlcak-mt"],
     }[weight]
@@ -129,8 +139,23 @@ def test_tuned_weights_file_round_trip(tmp_path, monkeypatch):
 def test_the_committed_file_has_every_weight_of_every_profile():
     for profile in ("default", "full"):
         weights = V.default_weights(profile)
-        assert set(weights) == set(V.WEIGHT_NAMES)
-        assert all(math.isfinite(w) and w >= 0 for w in weights.values())
+        assert set(weights) == {*V.WEIGHT_NAMES, *V.SETTING_NAMES, "paper_gamma"}
+        assert all(math.isfinite(weights[w]) and weights[w] >= 0 for w in (*V.WEIGHT_NAMES, "paper_gamma"))
+        assert weights["attn_loss"] in V.ATTENTION_LOSSES and weights["attn_rows"] in V.ATTENTION_ROWS
+        assert weights["gamma_mode"] in V.GAMMA_MODES
+
+
+def test_attention_settings_are_checked_and_enter_the_config():
+    with pytest.raises(ValueError, match="unknown attn_loss 'l1'"):
+        get_variant("mlcak", attn_loss="l1")
+    with pytest.raises(ValueError, match="oracle map defines only the class token's row"):
+        V.Variant("x", MSE, 1, 1, 1, attn_target="oracle")
+    kl = get_variant("mlcak", attn_loss="kl", attn_rows="cls", gamma_mode="relative")
+    assert kl.attention_settings() == {"attn_loss": "kl", "attn_rows": "cls", "gamma_mode": "relative",
+                                       "attn_target": "teacher"}
+    assert _config(kl)["attn_loss"] == "kl" and _config(kl) != _config(get_variant("mlcak", attn_loss="cosine"))
+    assert get_variant("output-kd", attn_loss="kl").attention_settings() == {}  # no attention term, no settings
+    assert get_variant("mlcak-paper", attn_loss="kl").attn_loss == "mse"  # the paper's form stays the paper's
 
 
 def test_weight_overrides_only_touch_the_terms_a_variant_uses():
