@@ -7,9 +7,11 @@ needs a teacher, how its outputs are distilled (``output_kd``: ``None``, ``"mse"
 attention term, and which weights act in it (:meth:`Variant.active_weights`, which enter the
 students' cache keys and the runner's CSV).
 
-The weights per profile are chosen on the validation split (``scripts/tune_distill.py --write``,
-``scripts/tune_local.py --write``) and kept in ``data/tuned_weights.json``, outside the Python
-source, so that retuning does not change the library's code fingerprint.
+The weights and the form of the attention term per profile are chosen on the validation split
+(``scripts/tune_distill.py --summarize --write``, ``scripts/tune_local.py --write``) and kept in
+``data/tuned_weights.json``, outside the Python source, so that retuning does not change the
+library's code fingerprint. ``mlcak`` takes the chosen form; ``mlcak-paper`` keeps the paper's
+(head-averaged MSE); ``mlcak-constant`` and ``mlcak-oracle`` are its controls (notebook 05).
 
 Every other module, script and notebook reads variant names from here (:data:`VARIANT_NAMES`,
 :data:`DISTILL_VARIANTS`, :data:`LOCAL_VARIANTS`); ``tests/test_architecture.py`` fails if one
@@ -241,7 +243,8 @@ def local_pairs(profile: str | None = None) -> list[tuple[str, str]]:
 def get_variant(name: str | Variant, profile: str | None = None, **overrides: Any) -> Variant:
     """The :class:`Variant` called ``name`` with the profile's tuned weights.
 
-    ``overrides`` (``alpha``, ``beta``, ``gamma``, ``levels``, ``temperature``, ``lambda_local``)
+    ``overrides`` (``alpha``, ``beta``, ``gamma``, ``levels``, ``temperature``, ``lambda_local``, the
+    attention settings ``attn_loss``, ``attn_rows``, ``gamma_mode`` and ``paper_gamma``)
     replace the *tuned weights* before the variant takes the ones it uses:
     ``get_variant("output-kd", gamma=300)`` still has ``gamma = 0``, ``get_variant("mlcak", gamma=0)``
     is MLCAK without the attention term. A :class:`Variant` instance gets the overrides directly.
@@ -262,6 +265,6 @@ def get_variant(name: str | Variant, profile: str | None = None, **overrides: An
     return table[key]
 
 
-def variants(profile: str | None = None, **overrides: float | None) -> dict[str, Variant]:
+def variants(profile: str | None = None, **overrides: Any) -> dict[str, Variant]:
     """Every :class:`Variant` of the course with the profile's tuned weights (see :func:`get_variant`)."""
     return {name: get_variant(name, profile, **overrides) for name in VARIANT_NAMES}
