@@ -270,3 +270,54 @@ def plot_grid(table: pd.DataFrame, path: str | os.PathLike | None = None, title:
         fig.savefig(path, dpi=110)
         plt.close(fig)
     return fig
+
+
+def plot_curves(curves: pd.DataFrame, variants: Sequence[str], resolution: int, student: str = STANDARD_STUDENT,
+                metric: str = "val_score", path: str | os.PathLike | None = None):
+    """Learning curves of a runner's ``curves_<tag>.csv``: ``metric`` per epoch, one thin line per seed, one
+    colour per variant, a dot on the epoch each run kept (early stopping); returns the figure."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    df = curves[(curves["resolution"] == resolution) & (curves.get("student", STANDARD_STUDENT) == student)]
+    for k, v in enumerate(variants):
+        color = f"C{k}"
+        for j, (_, run) in enumerate(df[df["variant"] == v].groupby("seed")):
+            ax.plot(run["epoch"], run[metric], color=color, lw=0.9, alpha=0.7, label=v if j == 0 else None)
+            best = run[run["best"].astype(bool)]
+            ax.plot(best["epoch"], best[metric], "o", color=color, ms=4)
+    ax.set(xlabel="epoch", ylabel=metric.replace("_", " "),
+           title=f"Learning curves at {resolution} px (dots: the epoch kept by early stopping)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def plot_cost_accuracy(table: pd.DataFrame, cost: pd.DataFrame, metric: str = "mcct_auroc",
+                       path: str | os.PathLike | None = None):
+    """Test ``metric`` (mean ± std over seeds, :func:`summarize_grid`) against analytic MFLOPs per image
+    (the runner's ``cost_<tag>.csv``), log x axis; one marker per model; returns the figure."""
+    flops = {(row["student"], int(row["resolution"])): row["mflops"] for _, row in cost.iterrows()}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    markers = dict.fromkeys(table["variant"])
+    for k, v in enumerate(markers):
+        sub = table[table["variant"] == v]
+        x = [flops.get((s if v != "teacher" else "teacher", int(r)), np.nan) for s, r in zip(sub["student"], sub["resolution"])]
+        ax.errorbar(x, sub[f"{metric}_mean"], yerr=sub[f"{metric}_std"].fillna(0), fmt="*" if v == "teacher" else "o",
+                    ms=10 if v == "teacher" else 5, capsize=3, color="k" if v == "teacher" else f"C{k}", label=v)
+        for xi, (_, row) in zip(x, sub.iterrows()):
+            if row["student"] not in (STANDARD_STUDENT, "teacher"):
+                ax.annotate(row["student"], (xi, row[f"{metric}_mean"]), fontsize=7, xytext=(4, -8),
+                            textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set(xlabel="MFLOPs per image (analytic count)", ylabel=f"test {METRICS.get(metric, metric)}",
+           title="Accuracy against cost")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig

@@ -189,3 +189,8 @@ def test_students_curves_cost_and_paired_report(tmp_path):
     assert row["diff"] == pytest.approx(float((by_seed["mlcak"] - by_seed["baseline"]).mean()), abs=1e-5)
     md = (out / "grid_default-tiny.md").read_text()
     assert "Seed-paired differences" in md and "| mlcak (small) | 28 |" in md
+    fig = results.plot_curves(curves, ["baseline", "mlcak"], 28)
+    assert len(fig.axes[0].lines) == 2 * 2 * 2  # a curve and a kept-epoch dot per run
+    table = results.summarize_grid(df)
+    fig = results.plot_cost_accuracy(table, cost)
+    assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].containers) == 3  # teacher, baseline, mlcak
