@@ -170,6 +170,26 @@ def paired_table(csv: str | os.PathLike | pd.DataFrame, reference: str = "baseli
                                        "ci_low", "ci_high", "wins"])
 
 
+def tuning_summary(tuning: pd.DataFrame, reference: str = "output-kd", score: str = "val_score") -> pd.DataFrame:
+    """A validation search (``scripts/tune_distill.py``) per candidate: seeds, mean and std of ``score``, and the
+    seed-paired difference against the ``reference`` candidate with its 95 % t interval and wins.
+
+    ``tuning``: one row per run with ``label``, ``stage``, ``seed`` and ``score``. Candidates keep their order.
+    """
+    ref = tuning[tuning["label"] == reference].set_index("seed")[score]
+    rows = []
+    for label, g in tuning.groupby("label", sort=False):
+        d = g.set_index("seed")[score]
+        common = d.index.intersection(ref.index)
+        ci = paired_ci(d.loc[common].to_numpy(), ref.loc[common].to_numpy()) if len(common) >= 2 and label != reference else None
+        rows.append({"label": label, "stage": g["stage"].iloc[0], "seeds": len(g), score: d.mean(),
+                     "std": d.std(ddof=1) if len(d) > 1 else float("nan"),
+                     f"vs {reference}": ci.mean if ci else float("nan"), "ci_low": ci.low if ci else float("nan"),
+                     "ci_high": ci.high if ci else float("nan"), "wins": f"{ci.wins}/{ci.n}" if ci else "",
+                     "best_epoch": g["best_epoch"].median() if "best_epoch" in g else float("nan")})
+    return pd.DataFrame(rows)
+
+
 def paired_markdown(table: pd.DataFrame, title: str | None = None) -> str:
     """:func:`paired_table` as markdown: one row per model and resolution, one column per metric."""
     lines = [f"## {title}", ""] if title else []

@@ -37,7 +37,7 @@ import torch
 from mlcak_lib.config import get_profile, repo_root
 from mlcak_lib.dataswitch import data_description, get_splits
 from mlcak_lib.recipes import get_teacher, student_training, train_student
-from mlcak_lib.stats import paired_ci
+from mlcak_lib.results import tuning_summary
 from mlcak_lib.variants import ATTENTION_LOSSES, ATTENTION_ROWS, default_weights, get_variant, write_tuned_weights
 
 STAGES: tuple[str, ...] = ("form", "levels", "gamma")
@@ -105,19 +105,11 @@ def summarize(write: bool, profile: str) -> dict:
     if not parts:
         raise SystemExit("no tuning results yet: run a --stage first")
     df = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)
-    df = df.sort_values(["stage", "label", "seed"], key=lambda c: c.map(STAGES.index) if c.name == "stage" else c)
-    ref = df[df["label"] == "output-kd"].set_index("seed")["val_score"]
-    table = []
-    for label, g in df.groupby("label", sort=False):
-        d = g.set_index("seed")["val_score"]
-        common = d.index.intersection(ref.index)
-        ci = paired_ci(d.loc[common].to_numpy(), ref.loc[common].to_numpy()) if len(common) >= 2 else None
-        table.append({"label": label, "stage": g["stage"].iloc[0], "seeds": len(g), "val_score": d.mean(),
-                      "std": d.std(ddof=1) if len(d) > 1 else float("nan"),
-                      "vs_output_kd": ci.mean if ci else float("nan"),
-                      "ci_low": ci.low if ci else float("nan"), "ci_high": ci.high if ci else float("nan"),
-                      "wins": f"{ci.wins}/{ci.n}" if ci else "", "best_epoch": g["best_epoch"].median()})
-    summary = pd.DataFrame(table)
+    first = [label for label, _, _ in candidates("form")]  # the form stage in its own order, later stages after
+    rank = {label: first.index(label) if label in first else len(first) for label in df["label"]}
+    df = df.assign(_s=df["stage"].map(STAGES.index), _l=df["label"].map(rank))
+    df = df.sort_values(["_s", "_l", "label", "seed"]).drop(columns=["_s", "_l"])
+    summary = tuning_summary(df)
     print(summary.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     att = df[df["uses_attention"] & (df["variant"] == "mlcak")]
     if att.empty:

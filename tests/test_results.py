@@ -73,3 +73,14 @@ def test_flat_metrics_columns():
     no_boxes = replace(split, boxes=[], box_labels=[], box_mm=[])  # image-level labels only (MedMNIST+)
     assert results.flat_localization(model, no_boxes, 28) == {}
     assert not any(c.startswith("loc_") for c in results.flat_metrics(model, no_boxes, 28))
+
+
+def test_tuning_summary_pairs_each_candidate_with_the_reference_by_seed():
+    rows = [{"label": lab, "stage": "form", "seed": seed, "val_score": base + 0.01 * seed, "best_epoch": 5}
+            for lab, base in (("output-kd", 0.60), ("kl-cls", 0.62)) for seed in (0, 1, 2)]
+    rows[4]["val_score"] += 0.03  # kl-cls, seed 1: differences 0.02, 0.05, 0.02
+    summary = results.tuning_summary(pd.DataFrame(rows)).set_index("label")
+    assert list(summary.index) == ["output-kd", "kl-cls"] and summary.loc["kl-cls", "seeds"] == 3
+    assert summary.loc["kl-cls", "vs output-kd"] == pytest.approx(0.03)
+    assert summary.loc["kl-cls", "ci_low"] < 0.03 < summary.loc["kl-cls", "ci_high"]
+    assert summary.loc["kl-cls", "wins"] == "3/3" and np.isnan(summary.loc["output-kd", "vs output-kd"])
