@@ -93,7 +93,9 @@ class GridSpec:
     takes the ones it uses). ``epochs`` trains students for this many epochs instead of the
     profile's (a budget study; it enters the students' cache keys). ``students`` names student
     architectures (:data:`mlcak_lib.recipes.STUDENT_ARCHITECTURES`; every variant is trained with
-    each). ``tiny`` shrinks data and training for tests (:data:`TINY`).
+    each). ``train_films`` gives the students that many training films instead of the profile's (the
+    validation and test splits and the teacher stay the same; it enters the students' cache keys and the
+    default tag). ``tiny`` shrinks data and training for tests (:data:`TINY`).
     """
 
     profile: str | None = None
@@ -106,6 +108,7 @@ class GridSpec:
     epochs: int | None = None
     weights: Mapping[str, Any] = field(default_factory=dict)
     students: Sequence[str] = (STANDARD_STUDENT,)
+    train_films: int | None = None
 
     def check(self) -> "GridSpec":
         """A copy with every name resolved; :class:`RunnerError` for the first request that cannot be served."""
@@ -122,6 +125,8 @@ class GridSpec:
             raise RunnerError("give at least one seed")
         if self.epochs is not None and int(self.epochs) < 1:
             raise RunnerError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.train_films is not None and (int(self.train_films) < 1 or self.tiny):
+            raise RunnerError(f"--train-films must be a positive number of films (not with --tiny), got {self.train_films}")
         local = [n for n in dict.fromkeys(names) if get_variant(n, profile).uses_local]
         if local and not dataset_has_boxes(dataset):
             raise RunnerError(f"dataset {dataset!r} has no lesion boxes: the multi-task variants "
@@ -148,6 +153,14 @@ class GridSpec:
 
     @property
     def sizes(self) -> dict[str, int] | None:
+        """Split sizes of the students' data (``None``: the profile's)."""
+        if self.tiny:
+            return dict(TINY["sizes"])
+        return {"train": int(self.train_films)} if self.train_films else None
+
+    @property
+    def teacher_sizes(self) -> dict[str, int] | None:
+        """Split sizes of the teacher's request: the profile's (the committed teacher), except with ``tiny``."""
         return dict(TINY["sizes"]) if self.tiny else None
 
     def teacher_config(self) -> TrainConfig | None:
@@ -165,13 +178,15 @@ class GridSpec:
         return get_variant(name, self.profile, **dict(self.weights))
 
     def default_tag(self) -> str:
-        return f"{self.profile}-tiny" if self.tiny else str(self.profile)
+        if self.tiny:
+            return f"{self.profile}-tiny"
+        return f"{self.profile}-n{int(self.train_films)}" if self.train_films else str(self.profile)
 
 
 def load_teacher(spec: GridSpec, progress: bool) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The teacher of a checked spec; in ``load-only`` mode a missing cache entry is a :class:`RunnerError`."""
     try:
-        teacher, _, info = get_teacher(spec.profile, seed=0, config=spec.teacher_config(), sizes=spec.sizes,
+        teacher, _, info = get_teacher(spec.profile, seed=0, config=spec.teacher_config(), sizes=spec.teacher_sizes,
                                        progress=progress, load_only=(spec.teacher_mode == "load-only"),
                                        dataset=spec.dataset)
     except CacheMiss:
@@ -338,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=None, help="override the tuned attention weight")
     p.add_argument("--weights", nargs="+", default=[], metavar="NAME=VALUE",
                    help="override tuned weights or attention settings, e.g. levels=1 attn_loss=kl")
+    p.add_argument("--train-films", type=int, default=None,
+                   help="students' training films instead of the profile's (validation, test and teacher unchanged)")
     p.add_argument("--students", nargs="+", default=[STANDARD_STUDENT],
                    help="student architectures (mlcak_lib.recipes.STUDENT_ARCHITECTURES), e.g. standard small")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -368,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.gamma is not None:
             weights["gamma"] = args.gamma
         spec = GridSpec(args.profile, args.variants, args.resolutions, args.seeds, args.dataset, args.teacher_mode,
-                        args.tiny, args.epochs, weights, args.students)
+                        args.tiny, args.epochs, weights, args.students, args.train_films)
         run_grid(spec, args.out, not args.quiet, args.tag)
     except RunnerError as exc:
         print(f"mlcak-run: error: {exc}", file=sys.stderr)

@@ -109,6 +109,7 @@ def test_summarize_gap_recovered(tiny_grid):
         (["--students", "huge"], "unknown student architecture 'huge'"),
         (["--students", "small", "--variants", "mlcak", "--weights", "levels=4"], "the small student has 2 blocks"),
         (["--weights", "levels"], "NAME=VALUE"),
+        (["--train-films", "0"], "--train-films must be a positive number"),
         (["--weights", "attn_loss=l1"], "unknown attn_loss 'l1'"),
     ],
 )
@@ -133,6 +134,8 @@ def test_grid_spec_check_resolves_every_request():
     assert tiny.variant("mlcak").gamma == 5.0 and tiny.variant("output-kd").gamma == 0
     assert GridSpec("default", epochs=3).check().student_config().epochs == 3
     assert GridSpec("default").check().teacher_config() is None  # the profile's own teacher settings
+    more = GridSpec("default", train_films=9000).check()
+    assert more.sizes == {"train": 9000} and more.teacher_sizes is None and more.default_tag() == "default-n9000"
     for bad, message in [(dict(teacher_mode="reuse"), "unknown teacher mode"), (dict(seeds=[]), "at least one seed"),
                          (dict(dataset="mnist"), "unknown dataset")]:
         with pytest.raises(RunnerError, match=message):
