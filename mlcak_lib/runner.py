@@ -291,17 +291,19 @@ def run_grid(spec: GridSpec, out: str | os.PathLike | None = "results", progress
     df = pd.DataFrame(rows)
     df.attrs["grid_wall_seconds"] = total = time.perf_counter() - grid_start
     if csv is not None:
-        _write_report(df, csv, spec)
+        _write_report(df, csv)
         _write_csv(cost_rows(teacher_model, spec, len(splits["train"].class_names)), csv.with_name(f"cost_{tag}.csv"))
         say(f"[runner] wrote {_shown(csv)}, .png, .md, curves_{tag}.csv and cost_{tag}.csv")
     say(f"[runner] {len(plan)} runs in {total:.0f} s ({sum(bool(r.get('cache_hit')) for r in rows[1:])} from cache)")
     return df
 
 
-def _write_report(df: pd.DataFrame, csv: Path, spec: GridSpec) -> None:
+def _write_report(df: pd.DataFrame, csv: Path) -> None:
     _write_csv(df, csv)
     table = summarize_grid(df)
-    title = f"MLCAK grid, profile `{spec.profile}`, dataset `{spec.dataset}`, test split"
+    profile, dataset = df["profile"].iloc[0], df["dataset"].iloc[0]
+    n_seeds = df.loc[df["run"] == "student", "seed"].nunique()
+    title = f"MLCAK grid, profile `{profile}`, dataset `{dataset}`, test split"
     report = markdown_table(table, title=title)
     paired = [paired_table(df)]
     for variant, control in CONTROL_PAIRS:  # MLCAK against the constant map, the oracle against MLCAK
@@ -312,8 +314,49 @@ def _write_report(df: pd.DataFrame, csv: Path, spec: GridSpec) -> None:
         report += "\n" + paired_markdown(paired, title="Seed-paired differences")
         _write_csv(paired, csv.with_name(csv.name.replace("grid_", "paired_", 1)))
     csv.with_suffix(".md").write_text(report)
-    plot_grid(table, csv.with_suffix(".png"),
-              title=f"Test AUROC vs resolution ({spec.profile} profile, {len(spec.seeds)} seeds)")
+    plot_grid(table, csv.with_suffix(".png"), title=f"Test AUROC vs resolution ({profile} profile, {n_seeds} seeds)")
+
+
+#: What identifies one run of a grid (a run present in two merged grids is an error).
+RUN_KEYS: tuple[str, ...] = ("variant", "student", "resolution", "seed")
+
+
+def merge_grids(parts: Sequence[str | os.PathLike], out: str | os.PathLike, tag: str) -> pd.DataFrame:
+    """Merge grids run side by side (e.g. two single-thread processes, each with some variants or seeds) into
+    ``grid_<tag>.csv`` in ``out``, with its report, learning curves (``curves_<tag>.csv``) and cost table.
+
+    ``parts``: the parts' ``grid_*.csv`` files. Rows are kept as they were written (each keeps its own
+    revision, hardware and wall time); the teacher row is kept once and must be the same teacher in every
+    part; a run present in two parts is an error. Raises :class:`RunnerError` on either.
+    """
+    paths = [Path(p) for p in parts]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise RunnerError(f"no grid CSV at {', '.join(missing)}")
+    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    if "student" not in df.columns:
+        df["student"] = STANDARD_STUDENT
+    teacher = df[df["run"] == "teacher"]
+    if teacher["config_hash"].nunique() != 1:
+        raise RunnerError(f"the parts have different teachers: {sorted(teacher['config_hash'].unique())}")
+    students = df[df["run"] == "student"]
+    twice = students[students.duplicated(list(RUN_KEYS), keep=False)]
+    if len(twice):
+        first = twice.iloc[0]
+        raise RunnerError("run " + ", ".join(f"{k}={first[k]}" for k in RUN_KEYS) + " is in more than one part")
+    merged = pd.concat([teacher.iloc[:1], students], ignore_index=True)
+    csv = Path(out) / f"grid_{tag}.csv"
+    _write_report(merged, csv)
+    curves = [p.with_name(p.name.replace("grid_", "curves_", 1)) for p in paths]
+    curves = [pd.read_csv(c) for c in curves if c.is_file()]
+    if curves:
+        _write_csv(pd.concat(curves, ignore_index=True), csv.with_name(f"curves_{tag}.csv"))
+    costs = [p.with_name(p.name.replace("grid_", "cost_", 1)) for p in paths]
+    costs = [pd.read_csv(c) for c in costs if c.is_file()]
+    if costs:
+        cost = pd.concat(costs, ignore_index=True).drop_duplicates(["model", "resolution"], keep="first")
+        _write_csv(cost, csv.with_name(f"cost_{tag}.csv"))
+    return merged
 
 
 def _shown(path: Path) -> str:
@@ -357,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="students' training films instead of the profile's (validation, test and teacher unchanged)")
     p.add_argument("--students", nargs="+", default=[STANDARD_STUDENT],
                    help="student architectures (mlcak_lib.recipes.STUDENT_ARCHITECTURES), e.g. standard small")
+    p.add_argument("--merge", nargs="+", default=None, metavar="GRID_CSV",
+                   help="merge grids run side by side into grid_<tag>.csv in --out (no training)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
@@ -379,6 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (``mlcak-run``); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        if args.merge:
+            if not args.tag:
+                raise RunnerError("--merge needs --tag, the name of the merged grid")
+            merged = merge_grids(args.merge, args.out, args.tag)
+            if not args.quiet:
+                print(f"[runner] merged {len(args.merge)} grids ({len(merged) - 1} runs) into {args.out}/grid_{args.tag}.csv")
+            return 0
         if args.threads:
             torch.set_num_threads(args.threads)
         weights = parse_weights(args.weights)

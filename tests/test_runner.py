@@ -197,3 +197,19 @@ def test_students_curves_cost_and_paired_report(tmp_path):
     table = results.summarize_grid(df)
     fig = results.plot_cost_accuracy(table, cost)
     assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].containers) == 3  # teacher, baseline, mlcak
+
+
+def test_merge_grids_run_side_by_side(tmp_path):
+    """Two parts (different seeds) merge into one grid with one teacher row, the curves of both and a report;
+    a run in both parts is refused."""
+    common = ["--tiny", "--quiet", "--resolutions", "28", "--variants", "baseline", "mlcak"]
+    assert runner.main([*common, "--seeds", "0", "--tag", "p0", "--out", str(tmp_path)]) == 0
+    assert runner.main([*common, "--seeds", "1", "--tag", "p1", "--out", str(tmp_path)]) == 0
+    parts = [str(tmp_path / "grid_p0.csv"), str(tmp_path / "grid_p1.csv")]
+    assert runner.main(["--quiet", "--merge", *parts, "--tag", "both", "--out", str(tmp_path)]) == 0
+    merged = pd.read_csv(tmp_path / "grid_both.csv")
+    assert (merged["run"] == "teacher").sum() == 1 and len(merged) == 1 + 4
+    assert set(pd.read_csv(tmp_path / "curves_both.csv")["seed"]) == {0, 1}
+    assert (tmp_path / "cost_both.csv").is_file() and "Seed-paired" in (tmp_path / "grid_both.md").read_text()
+    with pytest.raises(RunnerError, match="in more than one part"):
+        runner.merge_grids([parts[0], parts[0]], tmp_path, "twice")
