@@ -86,7 +86,8 @@ def test_hinton_matches_explicit_kl():
 def test_objective_terms_zero_when_student_is_teacher(teacher, name):
     split = _split()
     batch = split.batch(torch.arange(8), 32)
-    obj = DistillObjective(teacher, name, teacher_resolution=32)
+    # absolute gamma: the relative scale divides by the attention term, which is ~0 when the student is the teacher
+    obj = DistillObjective(teacher, name, teacher_resolution=32, gamma_mode="absolute")
     obj.setup(teacher, split)  # student == teacher, same 32-px inputs
     terms = obj.terms(batch, obj.forward(teacher, batch))
     assert _f(terms["kd"]) == pytest.approx(0.0, abs=1e-7)
@@ -94,7 +95,7 @@ def test_objective_terms_zero_when_student_is_teacher(teacher, name):
         assert _f(terms[key]) == pytest.approx(0.0, abs=1e-7)
 
     student = _model(8, seed=2)
-    obj = DistillObjective(teacher, name, teacher_resolution=32)
+    obj = DistillObjective(teacher, name, teacher_resolution=32, gamma_mode="absolute")
     obj.setup(student, split)
     batch = split.batch(torch.arange(8), 8)
     terms = obj.terms(batch, obj.forward(student, batch))
@@ -128,7 +129,7 @@ def test_cached_teacher_equals_live_teacher(teacher):
     batch = split.batch(torch.tensor([3, 1, 7, 0]), 8)
     values = []
     for precompute in (True, False):
-        obj = DistillObjective(teacher, "mlcak", teacher_resolution=32, precompute=precompute)
+        obj = DistillObjective(teacher, "mlcak", teacher_resolution=32, precompute=precompute, gamma_mode="absolute")
         obj.setup(student, split)
         assert (obj.cache is not None) == precompute
         values.append(obj.terms(batch, obj.forward(student, batch)))
@@ -321,6 +322,6 @@ def test_relative_gamma_makes_the_attention_term_start_at_the_classification_los
     with torch.no_grad():
         terms = obj.terms(batch, obj.forward(student, batch))
     assert float(terms["kd"]) == pytest.approx(float(terms["cls"]), rel=1e-4)  # the same items as the scale
-    fixed = DistillObjective(teacher, "mlcak", teacher_resolution=32, attn_loss="kl", gamma=1.0)
+    fixed = DistillObjective(teacher, "mlcak", teacher_resolution=32, attn_loss="kl", gamma=1.0, gamma_mode="absolute")
     fixed.setup(_model(8, seed=2), split)
     assert fixed.attn_scale == 1.0
