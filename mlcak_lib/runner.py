@@ -217,17 +217,12 @@ def _curve_rows(v: Variant, student: str, r: int, seed: int, history: list[dict]
 def cost_rows(teacher: torch.nn.Module, spec: "GridSpec", num_classes: int, repeats: int = 5) -> pd.DataFrame:
     """Parameters, analytic MFLOPs and measured CPU latency (ms per image, batch 32) of the teacher and of every
     student architecture x resolution of a checked spec (fresh models: cost does not depend on the weights)."""
-    rows = [{"model": "teacher", "student": "teacher", "resolution": TEACHER_RESOLUTION,
-             "params": sum(p.numel() for p in teacher.parameters()),
-             "mflops": architecture_flops(teacher, TEACHER_RESOLUTION) / 1e6,
-             "latency_ms": measure_latency(teacher, TEACHER_RESOLUTION, repeats=repeats) * 1e3}]
-    for s in spec.students:
-        for r in spec.resolutions:
-            m = build_student(r, num_classes, profile=spec.profile, seed=0, **student_architecture(s, spec.profile))
-            rows.append({"model": f"student ({s})", "student": s, "resolution": r,
-                         "params": sum(p.numel() for p in m.parameters()), "mflops": architecture_flops(m, r) / 1e6,
-                         "latency_ms": measure_latency(m, r, repeats=repeats) * 1e3})
-    out = pd.DataFrame(rows)
+    models = [("teacher", "teacher", TEACHER_RESOLUTION, teacher)] + [
+        (f"student ({s})", s, r, build_student(r, num_classes, profile=spec.profile, seed=0, **student_architecture(s, spec.profile)))
+        for s in spec.students for r in spec.resolutions]
+    out = pd.DataFrame([{"model": name, "student": s, "resolution": r, "params": sum(p.numel() for p in m.parameters()),
+                         "mflops": architecture_flops(m, r) / 1e6, "latency_ms": measure_latency(m, r, repeats=repeats) * 1e3}
+                        for name, s, r, m in models])
     out["torch_threads"] = torch.get_num_threads()
     return out
 
@@ -330,20 +325,17 @@ def merge_grids(parts: Sequence[str | os.PathLike], out: str | os.PathLike, tag:
     part; a run present in two parts is an error. Raises :class:`RunnerError` on either.
     """
     paths = [Path(p) for p in parts]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise RunnerError(f"no grid CSV at {', '.join(missing)}")
+    if any(not p.is_file() for p in paths):
+        raise RunnerError(f"no grid CSV at {', '.join(str(p) for p in paths if not p.is_file())}")
     df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    if "student" not in df.columns:
-        df["student"] = STANDARD_STUDENT
     teacher = df[df["run"] == "teacher"]
     if teacher["config_hash"].nunique() != 1:
         raise RunnerError(f"the parts have different teachers: {sorted(teacher['config_hash'].unique())}")
     students = df[df["run"] == "student"]
-    twice = students[students.duplicated(list(RUN_KEYS), keep=False)]
+    twice = students[students.duplicated([k for k in RUN_KEYS if k in df.columns], keep=False)]
     if len(twice):
         first = twice.iloc[0]
-        raise RunnerError("run " + ", ".join(f"{k}={first[k]}" for k in RUN_KEYS) + " is in more than one part")
+        raise RunnerError("run " + ", ".join(f"{k}={first.get(k)}" for k in RUN_KEYS) + " is in more than one part")
     merged = pd.concat([teacher.iloc[:1], students], ignore_index=True)
     csv = Path(out) / f"grid_{tag}.csv"
     _write_report(merged, csv)
