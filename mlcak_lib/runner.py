@@ -115,7 +115,8 @@ class GridSpec:
         try:
             profile = _config.get_profile(self.profile)
             dataset = resolve_dataset(self.dataset)
-            names = [get_variant(v, profile, **dict(self.weights)).name for v in self.variants]
+            chosen = {v.name: v for v in (get_variant(n, profile, **dict(self.weights)) for n in self.variants)}
+            names = list(chosen)
         except ValueError as exc:
             raise RunnerError(str(exc)) from None
         if self.teacher_mode not in TEACHER_MODES:
@@ -127,7 +128,7 @@ class GridSpec:
             raise RunnerError(f"--epochs must be at least 1, got {self.epochs}")
         if self.train_films is not None and (int(self.train_films) < 1 or self.tiny):
             raise RunnerError(f"--train-films must be a positive number of films (not with --tiny), got {self.train_films}")
-        local = [n for n in dict.fromkeys(names) if get_variant(n, profile).uses_local]
+        local = [n for n, v in chosen.items() if v.uses_local]
         if local and not dataset_has_boxes(dataset):
             raise RunnerError(f"dataset {dataset!r} has no lesion boxes: the multi-task variants "
                               f"({', '.join(local)}) need them")
@@ -140,16 +141,13 @@ class GridSpec:
             raise RunnerError(str(exc)) from None
         for s, arch in archs.items():
             depth = architecture(profile, **arch)["depth"]
-            deep = [n for n in names if self._variant(n, profile).uses_attention and self._variant(n, profile).levels > depth]
+            deep = [n for n, v in chosen.items() if v.uses_attention and v.levels > depth]
             if deep:
                 raise RunnerError(f"the {s} student has {depth} blocks, fewer than the attention levels of "
                                   f"{', '.join(dict.fromkeys(deep))}; lower --weights levels=...")
         resolutions = [check_student_resolutions(self.resolutions, profile, a) for a in archs.values()][0]
-        return replace(self, profile=profile, dataset=dataset, variants=list(dict.fromkeys(names)), seeds=seeds,
+        return replace(self, profile=profile, dataset=dataset, variants=names, seeds=seeds,
                        resolutions=sorted(resolutions), students=students)
-
-    def _variant(self, name: str, profile: str) -> Variant:
-        return get_variant(name, profile, **dict(self.weights))
 
     @property
     def sizes(self) -> dict[str, int] | None:
