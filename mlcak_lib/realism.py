@@ -14,7 +14,7 @@ and answers in cycles/mm.
   classifier tell the patient (CT) from image sharpness alone? It should stay near chance);
 * the real reference: :func:`rg1_reference` (RG1 processed like the course processes it).
 
-``scripts/realism_report.py`` applies them to the simulator and writes ``results/realism_current.*``.
+``scripts/realism_report.py`` applies them to the simulator and writes ``mlcak_lib/data/results/realism_current.*``.
 """
 
 from __future__ import annotations

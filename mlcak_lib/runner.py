@@ -2,7 +2,7 @@
 
     python -m mlcak_lib.runner --profile default \\
         --variants baseline output-kd attention-kd mlcak hinton-kd \\
-        --resolutions 112 56 28 --seeds 0 1 2 --out results/
+        --resolutions 112 56 28 --seeds 0 1 2 --out mlcak_lib/data/results/
 
 (installed as the console script ``mlcak-run``). For each run it loads the student from the
 model cache or trains it (:func:`mlcak_lib.recipes.train_student`, keyed by the hash of the full
@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolutions", nargs="+", type=int, default=list(DEFAULT_RESOLUTIONS), help="student resolutions in px")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="student seeds (init + batch order)")
     p.add_argument("--dataset", default=None, help="the one dataset switch (default: $MLCAK_DATASET or 'synth')")
-    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--out", default=str(_config.output_dir()), help="output folder (default: config.output_dir())")
     p.add_argument("--teacher-mode", default="load-or-train", choices=TEACHER_MODES,
                    help="load-only: fail if the teacher is not cached")
     p.add_argument("--tiny", action="store_true", help="a few dozen images and 1 epoch (tests, smoke runs)")

@@ -1,6 +1,6 @@
 """Data-regime study: the distillation gain vs the amount of labelled low-resolution training data.
 
-    python scripts/data_regime.py                 # default profile -> results/data_regime.csv
+    python scripts/data_regime.py                 # default profile -> mlcak_lib/data/results/data_regime.csv
 
 The 28-px baseline and the MLCAK student are trained on nested random subsets of the training
 split (the first ``n`` items of one fixed permutation, so each smaller set is inside the larger
@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from mlcak_lib.config import get_profile, repo_root
+from mlcak_lib.config import get_profile, output_dir
 from mlcak_lib.dataswitch import data_description, get_splits
 from mlcak_lib.recipes import get_teacher, student_training, train_student
 from mlcak_lib.results import flat_metrics
@@ -35,10 +35,10 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", nargs="+", type=int, default=[250, 750, 3000])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=list(HEADLINE))
-    p.add_argument("--out", default=None, help="CSV path (default results/data_regime.csv in the checkout)")
+    p.add_argument("--out", default=None, help="CSV path (default: data_regime.csv in config.output_dir(), mlcak_lib/data/results/ in a checkout)")
     args = p.parse_args(argv)
     profile = get_profile(args.profile)
-    out = Path(args.out) if args.out else (repo_root() or Path.cwd()) / "results" / "data_regime.csv"
+    out = Path(args.out) if args.out else output_dir() / "data_regime.csv"
     teacher, _, tinfo = get_teacher(profile, seed=0)
     df = study(profile, teacher, tinfo, args.resolution, args.sizes, args.seeds, args.variants, out)
     print(df.groupby(["n_train", "variant"])[["mcct_auroc", "mlct_macro_auroc"]].agg(["mean", "std"]).round(3).to_string())

@@ -12,7 +12,7 @@ the default profile, so notebook 04 reuses the cached model), then scores it per
 Both sets have the same size and the same label distribution. Writes ``<out>.csv`` (one row per class
 and set: positives, AUROC, 95 % stratified bootstrap interval) and ``<out>.md``; prints the table.
 
-Usage: ``python scripts/learnability.py [--profile default] [--seed 0] [--out results/learnability]``
+Usage: ``python scripts/learnability.py [--profile default] [--seed 0] [--out mlcak_lib/data/results/learnability]``
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlcak_lib import recipes
+from mlcak_lib.config import output_dir
 from mlcak_lib.datasets import SPLIT_SIZES, SynthCXRDataset
 from mlcak_lib.dataswitch import get_splits, synth_config
 from mlcak_lib.metrics import auroc_ci, evaluate
@@ -53,7 +54,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="results/learnability")
+    ap.add_argument("--out", default=str(output_dir() / "learnability"))
     args = ap.parse_args(argv)
     cfg = synth_config(args.profile)
     if cfg.patients is None:

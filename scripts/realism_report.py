@@ -1,6 +1,6 @@
 """Realism report: the simulator's normal films measured against the real radiograph RG1.
 
-    python scripts/realism_report.py              # 200 normal cases per setting -> results/realism_current.{csv,png}
+    python scripts/realism_report.py              # 200 normal cases per setting -> mlcak_lib/data/results/realism_current.{csv,png}
     python scripts/realism_report.py --tag issue12   # the committed after-issue-12 report
     python scripts/realism_report.py --n 50 --tag quick
 
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from mlcak_lib.config import repo_root
+from mlcak_lib.config import output_dir
 from mlcak_lib.realism import (
     RIB_BAND_CPMM,
     band_energy_fraction,
@@ -226,10 +226,10 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=200, help="normal films per setting")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    p.add_argument("--tag", default="current", help="output name: results/realism_<tag>.{csv,png}")
-    p.add_argument("--out-dir", default=None, help="folder (default results/ in the checkout)")
+    p.add_argument("--tag", default="current", help="output name: realism_<tag>.{csv,png}")
+    p.add_argument("--out-dir", default=None, help="folder (default: config.output_dir(), mlcak_lib/data/results/ in a checkout)")
     args = p.parse_args(argv)
-    out_dir = Path(args.out_dir) if args.out_dir else repo_root() / "results"
+    out_dir = Path(args.out_dir) if args.out_dir else output_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     rg1 = rg1_reference(224)

@@ -9,7 +9,7 @@ trained with :func:`mlcak_lib.train.fit` on the default profile's five-patient s
   against the lesion tokens, beside the constant-map control (the dataset-mean map), and the
   variability statistic (:func:`mlcak_lib.localization.attention_variability`).
 
-One JSON line per run is appended to ``results/teacher_candidates.jsonl`` (with the git revision and wall
+One JSON line per run is appended to ``mlcak_lib/data/results/teacher_candidates.jsonl`` (with the git revision and wall
 time). Models go to the cache (``MLCAK_CACHE_DIR``), so a rerun only re-measures.
 
     python scripts/teacher_candidates.py --name deepstem-guided --stem-channels 16,32,64,96,128 \\
@@ -37,7 +37,7 @@ from mlcak_lib.models import architecture, attach_local_head, build_vit
 from mlcak_lib.train import SupervisedObjective, TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "results" / "teacher_candidates.jsonl"
+OUT = ROOT / "mlcak_lib" / "data" / "results" / "teacher_candidates.jsonl"
 
 
 def _ints(text: str) -> tuple[int, ...]:

@@ -19,8 +19,8 @@ stopping keeps), averaged over the seeds. Every candidate is also compared with 
 3. ``gamma``: the best form and levels with gamma in :data:`GAMMAS`.
 
 Runs go through the model cache, so the grid afterwards reuses every finished student. Each
-shard writes ``results/tuning/<stage>-<k>of<n>.csv``; ``--summarize`` merges them into
-``results/tuning_val.csv`` and prints the choice; ``--write`` stores it in
+shard writes ``mlcak_lib/data/results/tuning/<stage>-<k>of<n>.csv``; ``--summarize`` merges them into
+``mlcak_lib/data/results/tuning_val.csv`` and prints the choice; ``--write`` stores it in
 ``mlcak_lib/data/tuned_weights.json``.
 """
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mlcak_lib.config import get_profile, repo_root
+from mlcak_lib.config import get_profile, output_dir
 from mlcak_lib.dataswitch import data_description, get_splits
 from mlcak_lib.recipes import get_teacher, student_training, train_student
 from mlcak_lib.results import tuning_summary
@@ -47,7 +47,7 @@ SETTINGS: tuple[str, ...] = ("gamma", "levels", "attn_loss", "attn_rows", "gamma
 
 
 def _root() -> Path:
-    return (repo_root() or Path.cwd()) / "results"
+    return output_dir()
 
 
 def candidates(stage: str, chosen: dict | None = None) -> list[tuple[str, str, dict]]:

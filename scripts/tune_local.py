@@ -1,6 +1,6 @@
 """Choose lambda_local (the weight of the local task) on the VALIDATION split (never on test).
 
-    python scripts/tune_local.py                  # default profile -> results/tuning_local_val.csv
+    python scripts/tune_local.py                  # default profile -> mlcak_lib/data/results/tuning_local_val.csv
 
 A small search with the 28-px ``multitask`` student (baseline + local head: labels only, no
 teacher, so the choice does not depend on the distillation weights): lambda_local in LAMBDAS,
@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mlcak_lib.config import get_profile, repo_root
+from mlcak_lib.config import get_profile, output_dir
 from mlcak_lib.dataswitch import data_description, get_splits
 from mlcak_lib.local_task import local_targets
 from mlcak_lib.localization import predict_local_maps, token_auroc
@@ -43,11 +43,11 @@ def main(argv=None) -> int:
     p.add_argument("--resolution", type=int, default=28)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--lambdas", nargs="+", type=float, default=list(LAMBDAS))
-    p.add_argument("--out", default=None, help="CSV path (default results/tuning_local_val.csv in the checkout)")
+    p.add_argument("--out", default=None, help="CSV path (default: tuning_local_val.csv in config.output_dir(), mlcak_lib/data/results/ in a checkout)")
     p.add_argument("--write", action="store_true", help="store the chosen lambda_local in the tuned-weights file")
     args = p.parse_args(argv)
     profile = get_profile(args.profile)
-    out = Path(args.out) if args.out else (repo_root() or Path.cwd()) / "results" / "tuning_local_val.csv"
+    out = Path(args.out) if args.out else output_dir() / "tuning_local_val.csv"
     r = args.resolution
 
     splits = get_splits((TEACHER_RESOLUTION, r), profile=profile, seed=0, splits=("train", "val"))

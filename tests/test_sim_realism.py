@@ -54,7 +54,7 @@ def test_cardiothoracic_ratio_of_normals_is_plausible(films):
 
 def test_grey_level_histogram_is_closer_to_rg1_than_before_issue_12(films):
     """Wasserstein-1 distance of each film's 1-99 % normalised grey levels to RG1's: below 0.25 on average
-    (the single-CT simulator before issue 12 measured 0.30, results/realism_current.csv)."""
+    (the single-CT simulator before issue 12 measured 0.30, mlcak_lib/data/results/realism_current.csv)."""
     assert films["w1_norm"].mean() < 0.25, films["w1_norm"].mean()
 
 
@@ -62,7 +62,7 @@ def test_noise_power_is_within_a_factor_two_of_rg1(sim, rg1):
     """ROI noise power spectrum (flattest quarter of 32-px ROIs) at 0.10-0.28 cycles/mm within 0.5-2x RG1's,
     each film and RG1 first brought to the same display contrast (1-99 % percentiles to 0-1,
     realism.contrast_normalised): RG1's own window is pale (0.25-0.92), the simulator's films use the full
-    range, which alone makes their absolute NPS ~2x larger (results/realism_issue12.csv has both rows)."""
+    range, which alone makes their absolute NPS ~2x larger (mlcak_lib/data/results/realism_issue12.csv has both rows)."""
     freqs = (0.10, 0.20, 0.28)
     f_ref, nps_ref = noise_power_spectrum(contrast_normalised(rg1.image), rg1.pixel_mm)
     ref = np.interp(freqs, f_ref, nps_ref)
