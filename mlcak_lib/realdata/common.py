@@ -263,7 +263,8 @@ def failure_marker(entry: Path) -> Path:
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class Record:
-    """One image of a split: file, fused labels and boxes in the pixels of ``box_frame_hw`` (or the file)."""
+    """One image of a split: file, fused labels and boxes in the pixels of ``box_frame_hw`` (or the file), and a
+    fallback pixel spacing for files without one."""
 
     key: str
     path: Path
@@ -272,6 +273,8 @@ class Record:
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     box_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     box_frame_hw: tuple[int, int] | None = None
+    spacing_mm: tuple[float, float] | None = None
+    """Pixel spacing ``(row, column)`` in mm of the file, used only when the file carries none (PNG/JPEG)."""
 
 
 try:  # torch is a course dependency; the guard keeps this module importable for docs tools
@@ -393,6 +396,8 @@ class ImageFileDataset(_TorchDataset):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         rec = self.records[index]
         image, file_hw, spacing = self._load(rec)
+        if spacing is None:  # PNG/JPEG (or a DICOM without PixelSpacing): the spacing the user gave, if any
+            spacing = rec.spacing_mm
         boxes, labels, mm = self._boxes(rec, file_hw, spacing)
         item = make_item(image, self.resolutions, rec.mlct, rec.mcct, boxes, labels, mm, index)
         if getattr(self, "token_grid", None) is not None:

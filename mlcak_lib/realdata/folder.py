@@ -18,14 +18,18 @@ column             meaning
                    0.8 / 0.1 / 0.1, ``seed`` 0).
 finding columns    one 0/1 column per local finding (``mlct``, in column order); empty = 0;
                    any other value (e.g. -1 "uncertain") is an error. By default every column
-                   other than path/split/normal/abnormal/labels/patient_id/id/image_id whose
-                   values are all -1, 0, 1 or empty; ``finding_cols=[...]`` names them explicitly.
+                   other than path/split/normal/abnormal/labels/patient_id/id/image_id/
+                   pixel_spacing_mm whose values are all -1, 0, 1 or empty;
+                   ``finding_cols=[...]`` names them explicitly.
 ``labels``         optional alternative: findings separated by ``|`` (NIH style, ``"Effusion|Nodule"``);
                    ``No finding`` or empty = none.
 ``abnormal``       optional 0/1 global state (``mcct``); or ``normal`` (``mcct = 1 - normal``).
                    Without either: ``mcct = 1`` when any finding is set. With only this column
                    (no findings), ``mlct`` has one class, ``Abnormal`` (= ``mcct``).
 =================  ============================================================================
+
+Optional ``pixel_spacing_mm`` column: millimetres per pixel of that file, ``0.14`` (square pixels)
+or ``0.14\\0.15`` (row\\column, as DICOM's PixelSpacing); empty = unknown (see *Lesion sizes*).
 
 ``boxes.csv`` columns: ``path, class_name, x_min, y_min, x_max, y_max`` in pixels of the
 ORIGINAL image (``path`` as in ``labels.csv``; ``class_name`` must be a finding; a box also
@@ -34,9 +38,15 @@ names (sorted).
 
 Geometry: ``square="pad"`` (default; pad to a centred square with black), ``"crop"`` (central
 square) or ``"stretch"``, then ``area_resize`` to ``image_size`` (224); see
-:mod:`mlcak_lib.realdata.common`. Boxes follow the same map; ``box_mm`` uses the DICOM pixel
-spacing (NaN for PNG/JPEG). Rows whose image is missing are skipped and reported
-(``dataset.skipped``); convert large folders once with
+:mod:`mlcak_lib.realdata.common`. Boxes follow the same map.
+
+*Lesion sizes* (``box_mm``, the longer box side in mm; the ``< 10 mm`` ... columns of the results) need
+the file's pixel spacing. A DICOM's own PixelSpacing always wins; a file without one (PNG/JPEG) takes
+its row's ``pixel_spacing_mm`` cell, else the folder-wide ``pixel_spacing_mm=`` argument, else
+``$MLCAK_PIXEL_SPACING_MM`` (:func:`mlcak_lib.config.pixel_spacing_mm`), else ``box_mm`` is NaN and
+the size columns read n/a. Bad values (not a number, zero, negative) raise.
+
+Rows whose image is missing are skipped and reported (``dataset.skipped``); convert large folders once with
 ``python -m mlcak_lib.realdata.preprocess --dataset folder --root ...``.
 """
 
@@ -56,12 +66,14 @@ from .errors import DataFormatError, DataReport, DatasetNotFoundError
 
 DEFAULT_CSV = "labels.csv"
 DEFAULT_BOXES_CSV = "boxes.csv"
-RESERVED_COLUMNS: tuple[str, ...] = ("path", "split", "normal", "abnormal", "labels", "patient_id", "id", "image_id")
+SPACING_COLUMN = "pixel_spacing_mm"
+RESERVED_COLUMNS: tuple[str, ...] = ("path", "split", "normal", "abnormal", "labels", "patient_id", "id", "image_id",
+                                     SPACING_COLUMN)
 NO_FINDING_NAMES: tuple[str, ...] = ("", "no finding", "no findings", "normal", "none")
 HOW_TO_GET = (
     "Make a folder with your images and a labels.csv (columns: path, optional split, 0/1 finding "
     "columns and/or abnormal or normal, optional boxes.csv with path, class_name, x_min, y_min, "
-    "x_max, y_max); see docs/own_data.md."
+    "x_max, y_max); see docs/own_data.md in the course repository."
 )
 
 
@@ -89,8 +101,11 @@ class FolderDataset(ImageFileDataset):
                  csv: str | os.PathLike | None = None, boxes_csv: str | os.PathLike | None = None,
                  finding_cols: Sequence[str] | None = None, fractions: Sequence[float] = (0.8, 0.1, 0.1),
                  seed: int = 0, image_size: int = 224, square: str = "pad", size: int | None = None,
-                 use_cache: bool = True, scan: bool = False, on_invalid_box: str = "skip", token_grid: int | None = None):
+                 use_cache: bool = True, scan: bool = False, on_invalid_box: str = "skip", token_grid: int | None = None,
+                 pixel_spacing_mm: float | str | tuple[float, float] | None = None):
         split = normalize_split(split)
+        #: spacing (mm) of files that carry none, for every row without its own pixel_spacing_mm cell
+        self.pixel_spacing_mm = config.pixel_spacing_mm(pixel_spacing_mm)
         self.token_grid = token_grid
         self.root = config.data_root(root)
         self.csv_path = find_folder_csv(self.root, csv)
@@ -147,6 +162,7 @@ class FolderDataset(ImageFileDataset):
                     report.drop_box(p, "box for an image that labels.csv does not list")
                     continue
                 boxes_by_path.setdefault(p, []).append((index[normalize_name(c)], xy))
+        spacings = _spacings(df[cols[SPACING_COLUMN]], self.csv_path) if SPACING_COLUMN in cols else None
         # global state
         if "abnormal" in cols:
             glob = _parse01(df[cols["abnormal"]], "abnormal", self.csv_path, empty=None).astype(np.int64)
@@ -192,9 +208,10 @@ class FolderDataset(ImageFileDataset):
             if only_global:
                 mlct[0] = float(mcct)
             path = Path(p) if Path(p).is_absolute() else folder / p
+            spacing = spacings[i] if spacings is not None and spacings[i] is not None else self.pixel_spacing_mm
             records.append(Record(p, path, mlct, mcct,
                                   np.array([xy for _, xy in bl], np.float64).reshape(-1, 4),
-                                  np.array([k for k, _ in bl], np.int64)))
+                                  np.array([k for k, _ in bl], np.int64), spacing_mm=spacing))
         drop_invalid_table_boxes(records, on_invalid_box, report, "folder")
         self.has_boxes = bool(boxes_by_path)
         digest = hashlib.sha1(str(self.csv_path.resolve()).encode()).hexdigest()[:10]
@@ -207,6 +224,17 @@ def _numeric(series):
     import pandas as pd
 
     return pd.to_numeric(series, errors="coerce")
+
+
+def _spacings(series, path: Path) -> list[tuple[float, float] | None]:
+    """The ``pixel_spacing_mm`` column, one ``(row, column)`` spacing or None (empty cell) per row."""
+    out = []
+    for row, value in enumerate(series, start=2):
+        try:
+            out.append(config.parse_pixel_spacing(value, f"labels CSV {path.name}, column {SPACING_COLUMN}, row {row}"))
+        except ValueError as exc:
+            raise DataFormatError(str(exc)) from None
+    return out
 
 
 def _is_binary(series) -> bool:
