@@ -5,7 +5,8 @@
 * Localization columns are named ``loc_<map>_<metric>[<stratum>]``; this module is the one place
   that knows the scheme (:func:`loc_column`, :data:`LOC_MAPS`, :data:`LOC_METRICS`).
 * :func:`summarize_grid` -- a runner CSV as mean ± std per variant × student × resolution with the **gap
-  recovered**; :func:`markdown_table`, :func:`localization_summary`, :func:`plot_grid` present it.
+  recovered**, shown only when the teacher-baseline gap exceeds 2 seed SDs of the baseline (:func:`gap_reason`,
+  :func:`gap_text`); :func:`markdown_table`, :func:`localization_summary`, :func:`plot_grid` present it.
 * :func:`paired_table` -- every variant against a reference seed by seed, with 95 % t intervals
   (:mod:`mlcak_lib.stats`); :func:`paired_markdown` presents it.
 """
@@ -84,12 +85,56 @@ def flat_metrics(model: nn.Module, split: InMemorySplit, resolution: int) -> dic
 # The grid summary
 # --------------------------------------------------------------------------------------------
 
-def gap_recovered(student: float, baseline: float, teacher: float) -> float:
-    """``(student - baseline) / (teacher - baseline)``; NaN when the teacher is not above the baseline."""
+#: The gap recovered is shown only when the teacher-baseline gap exceeds this many seed standard deviations of
+#: the baseline (:func:`gap_reason`).
+GAP_MIN_SPREADS: float = 2.0
+
+
+def gap_reason(baseline: float, teacher: float, baseline_std: float, n_seeds: int) -> str:
+    """Why the gap recovered of a baseline (mean over ``n_seeds`` seeds, seed std ``baseline_std``) against
+    ``teacher`` must not be reported; ``""`` when it may be.
+
+    The rule (issue 15): report it only when the teacher-baseline gap is **more than** :data:`GAP_MIN_SPREADS`
+    (2) **times the baseline's seed standard deviation** (sample std over at least two seeds). The ratio's
+    denominator is a difference between a fixed teacher and a baseline that moves with the seed: within two
+    seed SDs, an ordinary seed of the baseline comes close to the teacher, the denominator can be near zero,
+    and the ratio swings by hundreds of percent (a 0.01 gap gave -191 % and +79 %). Beyond it, the
+    uncertainty of the baseline's mean (SD/sqrt(n)) is at most a third of the gap (n >= 2; a fifth for n = 5).
+    With one seed the spread is unknown, so the gap is not reported either.
+    """
+    if not (np.isfinite(baseline) and np.isfinite(teacher)):
+        return "no baseline of this student at this resolution" if np.isfinite(teacher) else "no teacher score"
+    gap = teacher - baseline
+    if gap <= 0:
+        return f"the teacher ({teacher:.3f}) is not above the baseline ({baseline:.3f})"
+    if n_seeds < 2 or not np.isfinite(baseline_std):
+        return f"teacher−baseline gap {gap:.3f}, but the baseline has one seed: its seed spread is unknown"
+    if gap <= GAP_MIN_SPREADS * baseline_std:
+        return (f"teacher−baseline gap {gap:.3f} is within {GAP_MIN_SPREADS:g} × the baseline's seed spread "
+                f"(std {baseline_std:.3f} over {n_seeds} seeds)")
+    return ""
+
+
+def gap_recovered(student: float, baseline: float, teacher: float, baseline_std: float | None = None,
+                  n_seeds: int | None = None) -> float:
+    """``(student - baseline) / (teacher - baseline)`` on means over seeds; NaN when the teacher is not above the
+    baseline, and, with the baseline's seed std and seed count given, NaN unless :func:`gap_reason` allows it
+    (the gap must exceed 2 seed SDs of the baseline). Report it with that rule: :func:`summarize_grid` does."""
     denom = teacher - baseline
     if not np.isfinite(denom) or denom <= 0:
         return float("nan")
+    if baseline_std is not None and gap_reason(baseline, teacher, baseline_std, n_seeds or 0):
+        return float("nan")
     return (student - baseline) / denom
+
+
+def gap_text(row: Any, metric: str) -> str:
+    """A :func:`summarize_grid` row's gap recovered for ``metric`` as text: ``"19 %"``, or ``"not shown (<reason>)"``
+    when the rule of :func:`gap_reason` withholds it (notebooks print this instead of formatting the number)."""
+    value, note = row[f"gap_{metric}"], row.get(f"gap_{metric}_note", "")
+    if np.isfinite(value):
+        return f"{100 * value:.0f} %"
+    return f"not shown ({note})" if isinstance(note, str) and note else "not shown"
 
 
 #: The student architecture of a runner row when the CSV has no ``student`` column (grids before issue 14).
@@ -110,7 +155,8 @@ def summarize_grid(csv: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     column, and ``gap_<metric>`` for the two headline metrics (means of the student and of the baseline
     of the same architecture at the same resolution, teacher from the teacher row). The teacher is the
     row with variant ``teacher`` (std 0, gap 1 by definition: NaN is written instead to avoid a
-    misleading 100 %).
+    misleading 100 %). ``gap_<metric>`` is NaN unless the teacher-baseline gap exceeds 2 seed SDs of that
+    baseline (:func:`gap_reason`); ``gap_<metric>_note`` then says why (``""`` where the gap is shown).
     """
     df = pd.read_csv(csv) if not isinstance(csv, pd.DataFrame) else csv.copy()
     if "student" not in df.columns:
@@ -126,12 +172,18 @@ def summarize_grid(csv: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     teacher = df[df["variant"] == "teacher"]
     for metric in METRICS:
         t = float(teacher[metric].mean()) if len(teacher) else float("nan")
-        base = table[table["variant"] == "baseline"].set_index(["student", "resolution"])[f"{metric}_mean"]
-        table[f"gap_{metric}"] = [
-            gap_recovered(row[f"{metric}_mean"], float(base.get((row["student"], row["resolution"]), np.nan)), t)
-            if row["variant"] != "teacher" else float("nan")
-            for _, row in table.iterrows()
-        ]
+        base = table[table["variant"] == "baseline"].set_index(["student", "resolution"])
+        gaps, notes = [], []
+        for _, row in table.iterrows():
+            key = (row["student"], row["resolution"])
+            b = base.loc[key] if key in base.index else None
+            b_mean, b_std, b_n = ((float(b[f"{metric}_mean"]), float(b[f"{metric}_std"]), int(b["n_seeds"]))
+                                  if b is not None else (np.nan, np.nan, 0))
+            note = gap_reason(b_mean, t, b_std, b_n) if row["variant"] != "teacher" else ""
+            notes.append(note)
+            gaps.append(gap_recovered(row[f"{metric}_mean"], b_mean, t) if row["variant"] != "teacher" and not note
+                        else float("nan"))
+        table[f"gap_{metric}"], table[f"gap_{metric}_note"] = gaps, notes
     order = {v: i for i, v in enumerate(["teacher", *VARIANT_NAMES])}
     table["_o"] = table["variant"].map(lambda v: order.get(v, len(order)))
     table["_s"] = ~table["student"].isin([STANDARD_STUDENT, "teacher"])
@@ -244,7 +296,14 @@ def markdown_table(table: pd.DataFrame, title: str | None = None) -> str:
                      f"{_pm(row['mlct_macro_auroc_mean'], row['mlct_macro_auroc_std'])} | {pct(row['gap_mlct_macro_auroc'])} | "
                      + " | ".join(size) + " |")
     lines += ["", "Gap recovered = (AUROC_student − AUROC_baseline) / (AUROC_teacher − AUROC_baseline), "
-              "on means over seeds at the same resolution. Size columns: MLCT macro AUROC per lesion-size bin.", ""]
+              "on means over seeds at the same resolution, shown only when the teacher–baseline gap is more than "
+              f"{GAP_MIN_SPREADS:g} × the baseline's seed std (else –). Size columns: MLCT macro AUROC per "
+              "lesion-size bin.", ""]
+    lines += _gap_footnotes(table)
+    size_cols = [f"auroc_size[{b}]_mean" for b, _, _ in SIZE_BINS]
+    if len(table) and not np.isfinite(table.reindex(columns=size_cols).to_numpy(dtype=float)).any():
+        lines += ["Size columns n/a: no lesion has a size in mm (data without boxes, or PNG/JPEG files without a "
+                  "pixel spacing: set MLCAK_PIXEL_SPACING_MM or a pixel_spacing_mm column, docs/own_data.md).", ""]
     shown = [("rollout", "pointing"), ("rollout", "mass_in_box"), ("local", "token_auroc"), ("local", "pointing")]
     if any(f"{loc_column(m, k)}_mean" in table.columns for m, k in shown):
         lines += ["## Localization (any lesion, test split)", "",
@@ -257,6 +316,18 @@ def markdown_table(table: pd.DataFrame, title: str | None = None) -> str:
         lines += ["", "Attention: class-token attention rollout on the 7×7 token grid; local head: the any-lesion map "
                   "of the multi-task students. Pointing game with a one-token tolerance (notebook 06).", ""]
     return "\n".join(lines)
+
+
+def _gap_footnotes(table: pd.DataFrame) -> list[str]:
+    """One line per student architecture x resolution x metric whose gap recovered is not shown, with the reason."""
+    seen: dict[str, None] = {}
+    for _, row in table[table["variant"] != "teacher"].iterrows():
+        for metric, label in METRICS.items():
+            note = row.get(f"gap_{metric}_note", "")
+            if isinstance(note, str) and note:
+                who = "" if row["student"] in (STANDARD_STUDENT, "teacher") else f", {row['student']} student"
+                seen[f"- gap {label.split()[0]} not shown at {row['resolution']} px{who}: {note}."] = None
+    return [*seen, ""] if seen else []
 
 
 def plot_grid(table: pd.DataFrame, path: str | os.PathLike | None = None, title: str | None = None):
