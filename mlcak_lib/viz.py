@@ -209,3 +209,173 @@ def class_legend(ax, class_names: Sequence[str], indices: Sequence[int] | None =
     legend_kwargs.setdefault("fontsize", 7)
     legend_kwargs.setdefault("loc", "upper right")
     return ax.legend(handles=handles, **legend_kwargs)
+
+
+# --- The course's figure style (issue 15) ---------------------------------------------------------
+#
+# Inline figures are PNGs shown one PNG pixel per CSS pixel. At 110 dpi a 10-point label is about
+# 15 px high (legible on a laptop, where matplotlib's 72 or 100 dpi give 10-14 px), and a
+# notebook column shows about 1000 px without shrinking the image: GitHub's notebook view and
+# Jupyter Notebook 7 (whose cells are at most 1200 px wide, prompt and padding included) keep about
+# that much, JupyterLab and Colab more on a 1366-px laptop screen with the file browser closed.
+# Hence every figure is drawn at ``COURSE_DPI`` and its PNG is at most ``COLUMN_PX`` wide: a
+# ``figsize`` at most ``MAX_FIGURE_INCHES`` wide (8.8 in) fits, the 0.1-in pads of the inline
+# backend's tight crop included.
+COURSE_DPI: int = 110
+COLUMN_PX: int = 1000
+MAX_FIGURE_INCHES: float = 8.8
+
+# Line styles cycle with the colours, so a line drawn over another one of the same values leaves
+# the lower one visible through its gaps (see :func:`separate_lines` for markers and offsets).
+LINE_STYLES: tuple = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (6, 2, 1, 2)), (0, (2, 2)), (0, (4, 1, 1, 1, 1, 1)))
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+
+_LAYOUT_WARNING = "The figure layout has changed to tight"
+
+
+def course_rc(dpi: int = COURSE_DPI) -> dict:
+    """The rcParams of :func:`use_course_style` (a plain dict; nothing is changed)."""
+    from cycler import cycler
+
+    colors = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+    return {
+        "figure.dpi": dpi,
+        "savefig.dpi": dpi,
+        "figure.constrained_layout.use": True,  # titles, suptitles, colour bars and legends get room
+        "axes.prop_cycle": cycler(color=list(colors)) + cycler(linestyle=list(LINE_STYLES)),
+        "axes.titlesize": 10,
+        "legend.fontsize": 8,
+        "legend.framealpha": 0.85,
+    }
+
+
+def use_course_style(dpi: int = COURSE_DPI) -> None:
+    """Set the course's figure style for this process (each notebook calls it once, after its imports).
+
+    Figures are drawn at ``dpi`` (at least 110; the PNG records it in its pHYs chunk, which
+    ``tests/test_notebook_hygiene.py`` reads), with constrained layout so titles, suptitles and
+    legends do not overlap, and a colour + line-style cycle so coinciding lines stay visible.
+    A figure that still calls ``tight_layout()`` gets the tight layout as before: the warning
+    matplotlib emits when it replaces the constrained layout is silenced here, and only it. Keep
+    figures at most :data:`MAX_FIGURE_INCHES` wide (:data:`COLUMN_PX` pixels at 110 dpi).
+    """
+    import warnings
+
+    import matplotlib
+
+    if dpi < COURSE_DPI:
+        raise ValueError(f"the course draws figures at {COURSE_DPI} dpi or more, got {dpi}")
+    matplotlib.rcParams.update(course_rc(dpi))
+    warnings.filterwarnings("ignore", message=_LAYOUT_WARNING, category=UserWarning)
+
+
+def separate_lines(ax, markers: bool = True, offset_points: float = 0.0, markevery: int | float | None = None) -> None:
+    """Make every line of ``ax`` distinguishable when lines coincide (notebook 02's AUROC curves).
+
+    Gives line *k* the marker ``MARKERS[k]`` (``markers=True``; ``markevery`` thins markers on
+    dense lines), and shifts it by ``(k - (n - 1) / 2) * offset_points`` typographic points
+    horizontally (works on log axes too), so equal values are drawn side by side, not on top of
+    each other. Only labelled lines are changed when any line has a label (reference lines such as
+    ``axhline`` usually have none). Call it before ``ax.legend()`` so the legend shows the markers.
+    """
+    from matplotlib.transforms import ScaledTranslation
+
+    lines = [line for line in ax.get_lines() if not line.get_label().startswith("_")] or list(ax.get_lines())
+    n = len(lines)
+    for k, line in enumerate(lines):
+        if markers:
+            line.set_marker(MARKERS[k % len(MARKERS)])
+            if markevery is not None:
+                line.set_markevery(markevery)
+        if offset_points:
+            shift = (k - (n - 1) / 2) * offset_points / 72.0
+            line.set_transform(line.get_transform() + ScaledTranslation(shift, 0, ax.figure.dpi_scale_trans))
+
+
+def log_ticks(ax, values: Sequence[float], axis: str = "x", base: float = 10, fmt: str = "{:g}") -> None:
+    """A log axis with labelled ticks only at ``values`` (no crowded minor labels).
+
+    matplotlib labels the minor ticks of a log axis that spans less than about a decade, and
+    those labels overlap (notebooks 02 and 05); this keeps one plain label per value.
+    """
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log", base=base)
+    values = [float(v) for v in values]
+    target.set_major_locator(FixedLocator(values))
+    target.set_ticklabels([fmt.format(v) for v in values])
+    target.set_minor_locator(NullLocator())
+    target.set_minor_formatter(NullFormatter())
+
+
+def text_overlaps(fig, pad_px: float = 0.0) -> list[tuple[str, str]]:
+    """Pairs of visible texts of ``fig`` whose boxes overlap (titles, labels, tick labels, legends).
+
+    Draws the figure and compares the window extents of its non-empty visible ``Text`` artists and
+    legend frames; texts inside one legend, and a legend with its own texts, are not compared.
+    Returns ``[(text_a, text_b), ...]`` (empty when no text overlaps); use it to check a figure.
+    """
+    from matplotlib.legend import Legend
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    items = []  # (label, bbox, group)
+    for legend in fig.findobj(Legend):
+        if legend.get_visible():
+            items.append((f"legend {legend.get_texts()[0].get_text() if legend.get_texts() else ''!r}", legend.get_window_extent(renderer), id(legend)))
+    skip = {id(t) for lg in fig.findobj(Legend) for t in lg.findobj(Text)}
+    drawn_ticks = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            skip.update(id(t) for tick in axis.get_major_ticks() + axis.get_minor_ticks() for t in (tick.label1, tick.label2))
+            drawn_ticks.extend(_drawn_tick_labels(axis))
+    for text in [t for t in fig.findobj(Text) if id(t) not in skip] + drawn_ticks:
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        box = text.get_window_extent(renderer)
+        if box.width <= 0 or box.height <= 0:
+            continue
+        items.append((text.get_text(), box, id(text)))
+    found = []
+    for i in range(len(items)):
+        for j in range(i + 1, len(items)):
+            (ta, a, ga), (tb, b, gb) = items[i], items[j]
+            if ga == gb:
+                continue
+            if a.x0 < b.x1 - pad_px and b.x0 < a.x1 - pad_px and a.y0 < b.y1 - pad_px and b.y0 < a.y1 - pad_px:
+                found.append((ta, tb))
+    return found
+
+
+def _drawn_tick_labels(axis) -> list:
+    """The tick labels of ``axis`` that a draw shows (ticks inside the view interval)."""
+    lo, hi = sorted(axis.get_view_interval())
+    tol = 1e-9 * max(abs(lo), abs(hi), 1e-300)
+    shown = []
+    for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+        loc = tick.get_loc()
+        if loc is None or not (lo - tol <= loc <= hi + tol):
+            continue
+        shown.extend(label for label in (tick.label1, tick.label2) if label.get_visible() and label.get_text().strip())
+    return shown
+
+
+def png_info(data: bytes) -> tuple[int, int, float | None]:
+    """``(width, height, dpi)`` of PNG bytes; dpi from the pHYs chunk matplotlib writes (None if absent)."""
+    import struct
+
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    width, height = struct.unpack(">II", data[16:24])
+    pos, dpi = 8, None
+    while pos + 8 <= len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        if kind == b"pHYs":
+            per_x, _, unit = struct.unpack(">IIB", data[pos + 8:pos + 17])
+            dpi = round(per_x * 0.0254, 1) if unit == 1 else None
+        if kind in (b"IDAT", b"IEND"):
+            break
+        pos += 12 + length
+    return width, height, dpi
