@@ -269,7 +269,7 @@ def use_course_style(dpi: int = COURSE_DPI) -> None:
     warnings.filterwarnings("ignore", message=_LAYOUT_WARNING, category=UserWarning)
 
 
-def separate_lines(ax, markers: bool = True, offset_points: float = 0.0, markevery: int | float | None = None) -> None:
+def separate_lines(ax, markers: bool = True, offset_points: float = 0.0, markevery: float | None = None) -> None:
     """Make every line of ``ax`` distinguishable when lines coincide (notebook 02's AUROC curves).
 
     Gives line *k* the marker ``MARKERS[k]`` (``markers=True``; ``markevery`` thins markers on

@@ -35,7 +35,12 @@ import re
 import sys
 from pathlib import Path
 
-from mlcak_lib.course import LEARNER_TAG, SOLUTION_TAG, cell_tags, strip_solution_outputs
+from mlcak_lib.course import (
+    LEARNER_TAG,
+    SOLUTION_TAG,
+    cell_tags,
+    strip_solution_outputs,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TITLE = "#@title Solution {n} (run to check, double-click to show the code)"

@@ -34,7 +34,7 @@ def test_style_records_110_dpi_and_a_column_wide_figure_fits():
     fig, ax = plt.subplots(figsize=(viz.MAX_FIGURE_INCHES, 3))
     ax.plot([0, 1], [0, 1], label="a")
     ax.set(title="title", xlabel="x", ylabel="y")
-    width, height, dpi = viz.png_info(_inline_png(fig))
+    width, _, dpi = viz.png_info(_inline_png(fig))
     assert dpi == pytest.approx(110, abs=0.1)
     assert width <= viz.COLUMN_PX
 
