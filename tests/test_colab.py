@@ -61,6 +61,8 @@ def test_canonical_url_in_one_place():
     assert config.repo_url() == URL
     for path in [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *NOTEBOOKS]:
         text = path.read_text(encoding="utf-8")
+        if path.suffix == ".ipynb":
+            text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"])
         for found in re.findall(r"https://github\.com/[\w.-]+/mlcak\b[\w.-]*", text):
             assert found.removesuffix(".git") == URL, f"{path.name}: {found} is not the canonical {URL}"
         for found in re.findall(r"git\+([^\s\"'`)]+)", text):
@@ -106,6 +108,7 @@ def test_results_ship_with_the_package():
 
     results = config.results_dir()
     assert results.is_relative_to(ROOT / "mlcak_lib") and (results / "grid_default.csv").is_file()
+    assert config.output_dir() == results, "in a checkout the runner and the scripts write the committed folder"
     assert not (ROOT / "results").exists() or not any((ROOT / "results").iterdir()), \
         "committed results belong in mlcak_lib/data/results (package data)"
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
