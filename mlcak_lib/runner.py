@@ -375,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"any of {', '.join(VARIANT_NAMES)} (default: {', '.join(DISTILL_VARIANTS)})")
     p.add_argument("--resolutions", nargs="+", type=int, default=list(DEFAULT_RESOLUTIONS), help="student resolutions in px")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="student seeds (init + batch order)")
-    p.add_argument("--dataset", default=None, help="the one dataset switch (default: $MLCAK_DATASET or 'synth')")
+    p.add_argument("--dataset", default=None, help="default $MLCAK_DATASET or synth; own data, PNG pixel spacing: docs/own_data.md")
     p.add_argument("--out", default=str(_config.output_dir()), help="output folder (default: config.output_dir())")
     p.add_argument("--teacher-mode", default="load-or-train", choices=TEACHER_MODES,
                    help="load-only: fail if the teacher is not cached")

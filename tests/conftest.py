@@ -18,6 +18,7 @@ def pytest_configure(config):
         os.environ["MLCAK_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlcak-test-cache-")
     os.environ.setdefault("MLCAK_PROFILE", "default")
     os.environ.pop("MLCAK_DATASET", None)  # the course's own data unless a test sets the switch itself
+    os.environ.pop("MLCAK_PIXEL_SPACING_MM", None)  # PNG/JPEG lesion sizes unknown unless a test gives a spacing
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
