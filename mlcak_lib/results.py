@@ -193,20 +193,22 @@ def summarize_grid(csv: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_table(csv: str | os.PathLike | pd.DataFrame, reference: str = "baseline",
-                 metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
+                 metrics: Sequence[str] = tuple(METRICS), by: Sequence[str] = ()) -> pd.DataFrame:
     """Every variant against ``reference`` seed by seed (same student architecture and resolution), per metric.
 
     Columns: ``model``, ``variant``, ``student``, ``resolution``, ``reference``, ``metric``, ``n`` (common
     seeds), ``diff`` (mean of variant minus reference), ``ci_low``/``ci_high`` (95 % t interval,
     :func:`mlcak_lib.stats.paired_ci`) and ``wins`` (seeds on which the variant is higher). Pairs with fewer
-    than two common seeds are left out.
+    than two common seeds are left out. ``by``: further columns that pair only within their groups (the data-regime
+    study pairs within ``n_train``, notebook 05); they are kept in the output before ``reference``.
     """
     df = pd.read_csv(csv) if not isinstance(csv, pd.DataFrame) else csv.copy()
     if "student" not in df.columns:
         df["student"] = STANDARD_STUDENT
     df = df[df["variant"] != "teacher"]
     rows = []
-    for (student, r), group in df.groupby(["student", "resolution"], sort=False):
+    keys = ["student", "resolution", *by]
+    for (student, r, *extra), group in df.groupby(keys, sort=False):
         ref = group[group["variant"] == reference].set_index("seed")
         for variant, sub in group[group["variant"] != reference].groupby("variant", sort=False):
             sub = sub.set_index("seed")
@@ -216,10 +218,10 @@ def paired_table(csv: str | os.PathLike | pd.DataFrame, reference: str = "baseli
             for metric in metrics:
                 ci = paired_ci(sub.loc[seeds, metric].to_numpy(), ref.loc[seeds, metric].to_numpy())
                 rows.append({"model": model_label(variant, student), "variant": variant, "student": student,
-                             "resolution": r, "reference": reference, "metric": metric, "n": ci.n, "diff": ci.mean,
-                             "ci_low": ci.low, "ci_high": ci.high, "wins": ci.wins})
-    return pd.DataFrame(rows, columns=["model", "variant", "student", "resolution", "reference", "metric", "n", "diff",
-                                       "ci_low", "ci_high", "wins"])
+                             "resolution": r, **dict(zip(by, extra)), "reference": reference, "metric": metric,
+                             "n": ci.n, "diff": ci.mean, "ci_low": ci.low, "ci_high": ci.high, "wins": ci.wins})
+    return pd.DataFrame(rows, columns=["model", "variant", "student", "resolution", *by, "reference", "metric", "n",
+                                       "diff", "ci_low", "ci_high", "wins"])
 
 
 def tuning_summary(tuning: pd.DataFrame, reference: str = "output-kd", score: str = "val_score") -> pd.DataFrame:

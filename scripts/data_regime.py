@@ -1,10 +1,11 @@
 """Data-regime study: the distillation gain vs the amount of labelled low-resolution training data.
 
-    python scripts/data_regime.py                 # default profile -> mlcak_lib/data/results/data_regime.csv
+    python scripts/data_regime.py                 # default profile -> mlcak_lib/data/results/data_regime.csv (+ _paired.csv)
 
 The 28-px baseline and the MLCAK student are trained on nested random subsets of the training
 split (the first ``n`` items of one fixed permutation, so each smaller set is inside the larger
-ones), for several seeds, and evaluated on the **test** split. The teacher is the course's
+ones), for several seeds, and evaluated on the **test** split. Each variant is paired seed by seed with the
+baseline trained on the same images (95 % t interval, ``results.paired_table``) in ``data_regime_paired.csv``. The teacher is the course's
 teacher (trained once on the full high-resolution training split); both terms of the student's
 loss (labels and distillation) use only the ``n`` selected images. Students come from the model
 cache when they exist (the full-size runs are the same as the grid's).
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from mlcak_lib.config import get_profile, output_dir
 from mlcak_lib.dataswitch import data_description, get_splits
 from mlcak_lib.recipes import get_teacher, student_training, train_student
-from mlcak_lib.results import flat_metrics
+from mlcak_lib.results import flat_metrics, paired_table
 from mlcak_lib.variants import HEADLINE, get_variant
 
 
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default=None)
     p.add_argument("--resolution", type=int, default=28)
     p.add_argument("--sizes", nargs="+", type=int, default=[250, 750, 3000])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--variants", nargs="+", default=list(HEADLINE))
     p.add_argument("--out", default=None, help="CSV path (default: data_regime.csv in config.output_dir(), mlcak_lib/data/results/ in a checkout)")
     args = p.parse_args(argv)
@@ -42,6 +43,9 @@ def main(argv=None) -> int:
     teacher, _, tinfo = get_teacher(profile, seed=0)
     df = study(profile, teacher, tinfo, args.resolution, args.sizes, args.seeds, args.variants, out)
     print(df.groupby(["n_train", "variant"])[["mcct_auroc", "mlct_macro_auroc"]].agg(["mean", "std"]).round(3).to_string())
+    paired = paired_table(df, metrics=["mcct_auroc", "mlct_macro_auroc"], by=["n_train"])
+    paired.to_csv(out.with_name(out.stem + "_paired.csv"), index=False, float_format="%.6g")
+    print(paired[["model", "n_train", "metric", "n", "diff", "ci_low", "ci_high", "wins"]].round(3).to_string(index=False))
     return 0
 
 

@@ -84,3 +84,18 @@ def test_tuning_summary_pairs_each_candidate_with_the_reference_by_seed():
     assert summary.loc["kl-cls", "vs output-kd"] == pytest.approx(0.03)
     assert summary.loc["kl-cls", "ci_low"] < 0.03 < summary.loc["kl-cls", "ci_high"]
     assert summary.loc["kl-cls", "wins"] == "3/3" and np.isnan(summary.loc["output-kd", "vs output-kd"])
+
+
+def test_paired_table_pairs_within_extra_groups():
+    """Data regime: the same variant at two training-set sizes is paired with the baseline of its own size."""
+    rows = []
+    for n, shift in ((250, 0.10), (3000, -0.015)):
+        for seed, base in enumerate((0.50, 0.55, 0.60)):
+            rows.append({"variant": "baseline", "n_train": n, "resolution": 28, "seed": seed, "mcct_auroc": base})
+            rows.append({"variant": "mlcak", "n_train": n, "resolution": 28, "seed": seed,
+                         "mcct_auroc": base + shift + 0.01 * seed})
+    table = results.paired_table(pd.DataFrame(rows), metrics=["mcct_auroc"], by=["n_train"])
+    assert list(table["n_train"]) == [250, 3000] and set(table["n"]) == {3}
+    assert table["diff"].tolist() == pytest.approx([0.11, -0.005])
+    assert table["wins"].tolist() == [3, 1]
+    assert list(table.columns[:6]) == ["model", "variant", "student", "resolution", "n_train", "reference"]
