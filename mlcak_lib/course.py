@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from .config import repo_root
+from .viz import HEADLESS_ENV
 
 
 def notebook_paths(root: Path | None = None) -> list[Path]:
@@ -135,7 +136,8 @@ def execute_notebook(path: Path, out_dir: Path, timeout: int = 600) -> float:
     start = time.perf_counter()
     try:
         with open(log_dir / "stderr.log", "w") as kernel_stderr:
-            client.execute(stderr=kernel_stderr)
+            # headless: widget explorers draw their first view (viz.interact; nbclient can deadlock on interact)
+            client.execute(stderr=kernel_stderr, env={**os.environ, HEADLESS_ENV: "1"})
     except CellTimeoutError:
         raise RuntimeError(f"{path.name}: cell {current['index']} ran longer than the per-cell timeout ({timeout} s); "
                            f"a hung kernel? Rerun with --only {path.name[:2]}, or raise --timeout") from None

@@ -20,6 +20,7 @@ def pytest_configure(config):
     os.environ.pop("MLCAK_DATASET", None)  # the course's own data unless a test sets the switch itself
     os.environ.pop("MLCAK_PIXEL_SPACING_MM", None)  # PNG/JPEG lesion sizes unknown unless a test gives a spacing
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    os.environ["MLCAK_HEADLESS"] = "1"  # nbval's kernels: widget explorers draw their first view (viz.interact)
 
 
 def pytest_unconfigure(config):
