@@ -334,7 +334,7 @@ def _gap_footnotes(table: pd.DataFrame) -> list[str]:
 
 def plot_grid(table: pd.DataFrame, path: str | os.PathLike | None = None, title: str | None = None):
     """AUROC vs resolution per variant (mean ± std error bars), teacher as a dashed line; returns the figure."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(8.8, 3.8), sharex=True)
     teacher = table[table["variant"] == "teacher"]
     students = table[table["variant"] != "teacher"]
     resolutions = sorted(students["resolution"].unique())
@@ -354,10 +354,11 @@ def plot_grid(table: pd.DataFrame, path: str | os.PathLike | None = None, title:
         ax.set_ylabel(f"test {label}")
         ax.set_title(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()  # one legend under both panels: it never covers a point
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1 if len(labels) <= 5 else 0.16, 1, 1))
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
