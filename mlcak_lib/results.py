@@ -334,7 +334,7 @@ def _gap_footnotes(table: pd.DataFrame) -> list[str]:
 
 def plot_grid(table: pd.DataFrame, path: str | os.PathLike | None = None, title: str | None = None):
     """AUROC vs resolution per variant (mean ± std error bars), teacher as a dashed line; returns the figure."""
-    fig, axes = plt.subplots(1, 2, figsize=(8.8, 3.8), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(8.8, 3.8), sharex=True, layout="tight")
     teacher = table[table["variant"] == "teacher"]
     students = table[table["variant"] != "teacher"]
     resolutions = sorted(students["resolution"].unique())
@@ -370,7 +370,7 @@ def plot_curves(curves: pd.DataFrame, variants: Sequence[str], resolution: int, 
                 metric: str = "val_score", path: str | os.PathLike | None = None):
     """Learning curves of a runner's ``curves_<tag>.csv``: ``metric`` per epoch, one thin line per seed, one
     colour per variant, a dot on the epoch each run kept (early stopping); returns the figure."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 3.6), layout="tight")
     df = curves[(curves["resolution"] == resolution) & (curves.get("student", STANDARD_STUDENT) == student)]
     for k, v in enumerate(variants):
         color = f"C{k}"
@@ -394,7 +394,7 @@ def plot_cost_accuracy(table: pd.DataFrame, cost: pd.DataFrame, metric: str = "m
     """Test ``metric`` (mean ± std over seeds, :func:`summarize_grid`) against analytic MFLOPs per image
     (the runner's ``cost_<tag>.csv``), log x axis; one marker per model; returns the figure."""
     flops = {(row["student"], int(row["resolution"])): row["mflops"] for _, row in cost.iterrows()}
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4), layout="tight")
     markers = dict.fromkeys(table["variant"])
     for k, v in enumerate(markers):
         sub = table[table["variant"] == v]

@@ -186,7 +186,8 @@ def image_grid(
         raise ValueError("image_grid needs at least one image")
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell_size * ncols, cell_size * nrows + (0.4 if suptitle else 0)), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell_size * ncols, cell_size * nrows + (0.4 if suptitle else 0)), squeeze=False,
+                             layout="tight")
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.set_axis_off()
