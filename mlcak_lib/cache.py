@@ -59,10 +59,13 @@ MODEL_CODE: tuple[str, ...] = (
     "data/vindr_cxr_class_stats_derived.csv",
 )
 #: Modules that cannot change a trained model: presentation, settings, evaluation, the runner and the
-#: real-data adapters (whose source enters real-data keys through :func:`source_hash` instead).
+#: real-data adapters (whose source enters real-data keys through :func:`source_hash` instead); and the
+#: detection package, whose models take their own key (``detection.keys.detection_fingerprint``).
 NOT_MODEL_CODE: tuple[str, ...] = (
     "__init__", "cache", "checkpoints", "config", "cost", "course", "envinfo", "localization", "manifest", "realdata", "realism",
     "resolution_loss", "results", "runner", "stats", "threads", "viz",
+    # notebook 07's detectors: keyed by their own fingerprint (detection.keys), so the ViT teacher and students stay valid
+    "detection",
 )
 #: What the simulator's disk cache (layer 2) depends on besides its settings.
 SIMULATOR_CODE: tuple[str, ...] = ("synth", "resize", "tokens", "datasets", "reference",

@@ -1,0 +1,18 @@
+"""Omni-supervised lesion detection after OXnet (Luo et al., MICCAI 2021, arXiv 2104.03218; notebook 07).
+
+What exists (the library groundwork of issue 16):
+
+* :mod:`.model` -- a CPU-sized torchvision RetinaNet (tiny backbone, 3-level FPN, focal loss, smooth-L1)
+  with OXnet's global head (1x1 convolution on the last backbone stage: class activation maps);
+* :mod:`.losses` -- dual attention alignment, global prototype alignment, the soft focal loss;
+* :mod:`.ema` -- the mean teacher (EMA of the student, decay 0.99);
+* :mod:`.sampling` -- supervision regimes (exact, nested fractions of images with boxes / image labels /
+  none) and the two-stream batch sampler;
+* :mod:`.data` -- detector targets and mixed batches from any :class:`~mlcak_lib.splits.InMemorySplit`;
+* :mod:`.objective` -- every OXnet term on one mixed batch;
+* :mod:`.evaluate` -- COCO AP (pycocotools), FROC (MONAI), image-level AUROC, by lesion size;
+* :mod:`.keys` -- the code fingerprint of detectors (this package is outside ``cache.MODEL_CODE``).
+
+What is next: the training recipe (loop, schedule, load-or-train under :func:`.keys.detection_fingerprint`,
+committed checkpoints), the runner for the supervision-regime x resolution grid, and notebook 07.
+"""
