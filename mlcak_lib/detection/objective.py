@@ -12,6 +12,12 @@
   detections scoring above ``teacher_score`` (0.5); on an image with image labels only those of its positive
   classes are kept (the official ``ConsistencyLoss`` filter).
 
+Where this differs from the official code, and why: RetinaNet's loss on a box-labelled film *without* boxes
+treats every anchor as background (the official loss skips such images; in chest films most images are
+normal, and a normal film with its boxes known is information); the teacher's boxes come from torchvision's
+per-class NMS (the official code's NMS is class-agnostic) and the student's box consistency uses torchvision's
+matcher, which also keeps each teacher box's best anchor (``allow_low_quality_matches``).
+
 The training loop, the teacher's EMA step after each optimiser step (:func:`mlcak_lib.detection.ema.ema_update`)
 and the sampler are the caller's.
 """
