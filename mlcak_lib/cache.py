@@ -64,8 +64,9 @@ MODEL_CODE: tuple[str, ...] = (
 NOT_MODEL_CODE: tuple[str, ...] = (
     "__init__", "cache", "checkpoints", "config", "cost", "course", "envinfo", "localization", "manifest", "realdata", "realism",
     "resolution_loss", "results", "runner", "stats", "threads", "viz",
-    # notebook 07's detectors: keyed by their own fingerprint (detection.keys), so the ViT teacher and students stay valid
-    "detection",
+    # notebook 07's detectors: keyed by their own fingerprint (detection.keys), so the ViT teacher and students stay valid;
+    # their runner reads, trains through detection.recipe and writes tables, so it changes no detector either
+    "detection", "detection_runner",
 )
 #: What the simulator's disk cache (layer 2) depends on besides its settings.
 SIMULATOR_CODE: tuple[str, ...] = ("synth", "resize", "tokens", "datasets", "reference",

@@ -1,0 +1,275 @@
+"""How notebook 07's detectors are trained, and under which cache key (issue 16).
+
+* :data:`DETECTOR_VARIANTS` -- the ablations as named weight settings of :class:`~.objective.OXnetWeights`, each
+  adding terms to the one before: ``box-only`` (RetinaNet on the box-labelled films), ``dual-attention`` (+ the
+  global head and dual attention alignment on the films with image labels), ``prototypes`` (+ intra- and
+  inter-class prototype alignment), ``oxnet`` (+ the mean teacher's soft focal loss and box consistency on the
+  films without boxes: full OXnet). The fully box-supervised upper bound is ``box-only`` at box fraction 1.0
+  (:data:`UPPER_BOUND`).
+* :data:`DETECTOR_TRAINING` -- the training settings per profile (:class:`DetectorTraining`).
+* :func:`train_detector` -- the loop: Adam, gradient-norm clipping at 0.1 (the official ``train_oxnet.py``), the
+  teacher's EMA step after each optimiser step, the two-stream sampler (box-labelled films as the primary stream).
+* :func:`get_detector` -- one detector through :func:`mlcak_lib.cache.load_or_train` under
+  :func:`~.keys.detection_fingerprint`, keyed by the data description, the regime, the variant's weights, the
+  architecture, the training settings and the seed: a rerun loads it.
+
+**Budget and selection.** Every run takes the same fixed number of optimiser steps (``steps``), whatever its box
+fraction: epochs of the two-stream sampler are counted in box-labelled films, so at 10 % boxes an epoch is a tenth
+of the upper bound's and an epoch budget would give the runs unequal compute. The student is scored on the
+validation split (AP@0.5, :func:`validation_score`) every ``eval_every`` steps and at the end, and the best of
+those checkpoints is kept (early stopping by selection; the test split is never looked at). A variant whose
+terms all need box-labelled films (``box-only``) draws no secondary stream: the films it would ignore are not
+passed through the network.
+
+**Seeds.** ``seed`` sets the initial weights, the batch order and the regime (which films get boxes;
+:func:`~.sampling.supervision_regime`, stratified by normal / abnormal), so variants compared at one seed share
+their box-labelled films, and the spread over seeds includes which films were boxed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .. import config as _config
+from ..cache import load_or_train
+from ..splits import InMemorySplit
+from .data import omni_batch, scale_boxes
+from .ema import TEACHER_DECAY, ema_update, make_teacher
+from .evaluate import detection_report
+from .keys import detection_fingerprint
+from .losses import detection_attention, dual_attention_logits
+from .model import OXnetDetector, build_detector
+from .objective import TEACHER_SCORE, OXnetObjective, OXnetWeights
+from .sampling import BOXES, regime_counts, supervision_regime, two_stream_sampler
+
+_NOT_GLOBAL = dict(dual=0.0, intra=0.0, inter=0.0)
+_NO_TEACHER = dict(soft_focal=0.0, soft_regression=0.0)
+
+#: The ablations of issue 16, in order; each switches on the terms of the one before and more.
+DETECTOR_VARIANTS: dict[str, OXnetWeights] = {
+    "box-only": OXnetWeights(**_NOT_GLOBAL, **_NO_TEACHER),
+    "dual-attention": OXnetWeights(intra=0.0, inter=0.0, **_NO_TEACHER),
+    "prototypes": OXnetWeights(**_NO_TEACHER),
+    "oxnet": OXnetWeights(),
+}
+#: The reference of the paired comparisons, and the fully box-supervised upper bound (variant, box fraction).
+REFERENCE: str = "box-only"
+UPPER_BOUND: tuple[str, float] = ("box-only", 1.0)
+
+
+@dataclass(frozen=True)
+class DetectorTraining:
+    """A detector's architecture and optimisation (every field enters the cache key)."""
+
+    steps: int = 300
+    primary_batch: int = 8  # box-labelled films per batch
+    secondary_batch: int = 8  # films with image labels or none, per batch (variants that use them)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip: float = 0.1  # gradient-norm clipping of the official code
+    eval_every: int = 100  # steps between validation scores (and at the last step)
+    val_images: int | None = None  # validation films scored (None: all)
+    teacher_decay: float = TEACHER_DECAY
+    teacher_score: float = TEACHER_SCORE
+    widths: tuple[int, ...] = (16, 24, 32, 64, 96)
+    fpn_channels: int = 64
+    head_convs: int = 2
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> "DetectorTraining":
+        return replace(self, **changes)
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        return {"widths": tuple(self.widths), "fpn_channels": self.fpn_channels, "head_convs": self.head_convs}
+
+
+#: Training per profile. Default: one full-OXnet run at 224 px in about four minutes on one CPU core (measured
+#: 0.65 s per 8 + 8 step at 224 px and 0.22 s at 112 px; the validation scores add about 10 s each at 224 px).
+#: Full: a wider detector and ten times the steps.
+DETECTOR_TRAINING: dict[str, DetectorTraining] = {
+    "default": DetectorTraining(),
+    "full": DetectorTraining(steps=3000, eval_every=500, widths=(24, 32, 48, 96, 160), fpn_channels=96,
+                             head_convs=3),
+}
+#: ``--tiny``: a handful of steps on a tiny detector (tests and smoke runs).
+TINY_TRAINING = DetectorTraining(steps=2, primary_batch=4, secondary_batch=4, eval_every=2,
+                                 widths=(8, 8, 16, 16, 24), fpn_channels=16, head_convs=1)
+
+
+def detector_training(profile: str | None = None) -> DetectorTraining:
+    """The :class:`DetectorTraining` of a profile (:data:`DETECTOR_TRAINING`)."""
+    return DETECTOR_TRAINING[_config.get_profile(profile)]
+
+
+def variant_weights(variant: str) -> OXnetWeights:
+    """The loss weights of an ablation variant (:data:`DETECTOR_VARIANTS`)."""
+    if variant not in DETECTOR_VARIANTS:
+        raise ValueError(f"unknown detector variant {variant!r}; choose from {', '.join(DETECTOR_VARIANTS)}")
+    return DETECTOR_VARIANTS[variant]
+
+
+def uses_teacher(weights: OXnetWeights) -> bool:
+    """Whether the mean teacher is needed (soft focal loss or box consistency on)."""
+    return bool(weights.soft_focal or weights.soft_regression)
+
+
+def uses_unboxed(weights: OXnetWeights) -> bool:
+    """Whether any term reads the films without boxes (so the sampler draws a secondary stream)."""
+    return bool(weights.dual or weights.intra or weights.inter or uses_teacher(weights))
+
+
+@torch.no_grad()
+def predict(model: OXnetDetector, split: InMemorySplit, resolution: int, batch_size: int = 64,
+            limit: int | None = None) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+    """Detections per image and the global head's image scores ``[n, C]`` (sigmoid of the dual-attention logits,
+    what the head is trained on) for the first ``limit`` images of ``split`` (default all)."""
+    model.eval()
+    images = split.images[resolution][:limit]
+    dets, scores = [], []
+    for start in range(0, len(images), batch_size):
+        out = model(images[start:start + batch_size])
+        dets += model.detect(out)
+        att = detection_attention(model.level_maps(out), tuple(out.cam.shape[-2:]))
+        scores.append(torch.sigmoid(dual_attention_logits(out.cam, att)))
+    return dets, torch.cat(scores) if scores else torch.zeros(0, model.num_classes)
+
+
+def evaluate_split(model: OXnetDetector, split: InMemorySplit, resolution: int, limit: int | None = None,
+                   auroc: bool = True) -> dict[str, Any]:
+    """:func:`~.evaluate.detection_report` of ``model`` on (the first ``limit`` images of) ``split`` at ``resolution``."""
+    n = len(split) if limit is None else min(int(limit), len(split))
+    dets, scores = predict(model, split, resolution, limit=n)
+    boxes = [scale_boxes(b, resolution) for b in split.boxes[:n]]
+    return detection_report(boxes, split.box_labels[:n], dets, split.class_names, gt_mm=split.box_mm[:n],
+                            mlct=split.mlct[:n] if auroc else None, global_scores=scores if auroc else None)
+
+
+def validation_score(model: OXnetDetector, split: InMemorySplit, resolution: int, limit: int | None = None) -> float:
+    """AP@0.5 over all lesions of the validation split (NaN without lesions): the selection score."""
+    report = evaluate_split(model, split, resolution, limit, auroc=False)
+    return float(next(r["ap50"] for r in report["strata"] if r["stratum"] == "all"))
+
+
+def train_detector(model: OXnetDetector, train: InMemorySplit, val: InMemorySplit | None, resolution: int,
+                   codes: np.ndarray, weights: OXnetWeights, cfg: DetectorTraining, seed: int = 0,
+                   progress: bool | None = None) -> list[dict[str, Any]]:
+    """Train ``model`` in place under regime ``codes`` (module docstring); returns the history (one row per
+    validation score: step, mean of each term since the last row, ``val_ap50``, seconds) and keeps the best
+    validated weights (the last ones without a validation split)."""
+    torch.manual_seed(seed)
+    n_box = int((np.asarray(codes) == BOXES).sum())
+    if n_box == 0:
+        raise ValueError("the regime gives no film boxes: a detector needs box fraction > 0")
+    secondary = cfg.secondary_batch if uses_unboxed(weights) and n_box < len(codes) else 0
+    sampler = two_stream_sampler(codes, min(cfg.primary_batch, n_box), secondary, seed)
+    objective = OXnetObjective(model.num_classes, model.global_head.in_channels, weights, cfg.teacher_score)
+    teacher = make_teacher(model) if uses_teacher(weights) else None
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history: list[dict[str, Any]] = []
+    sums: dict[str, float] = {}
+    best_key, best_state, step, epoch, count, start = -np.inf, None, 0, 0, 0, time.perf_counter()
+    show = progress if progress is not None else False
+    while step < cfg.steps:
+        sampler.set_epoch(epoch)
+        for index in sampler:
+            model.train()
+            terms = objective(model, teacher, omni_batch(train, index, resolution, codes))
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            if teacher is not None:
+                ema_update(teacher, model, cfg.teacher_decay, step)
+            step, count = step + 1, count + 1
+            for k, v in terms.items():
+                if k != "image_logits":
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                score = validation_score(model, val, resolution, cfg.val_images) if val is not None else float("nan")
+                row = {"step": step, "epoch": epoch, **{k: v / count for k, v in sums.items()}, "val_ap50": score,
+                       "seconds": time.perf_counter() - start}
+                history.append(row)
+                sums, count = {}, 0
+                key = score if np.isfinite(score) else -1.0
+                if best_state is None or key > best_key or val is None:
+                    best_key, best_state = key, copy.deepcopy(model.state_dict())
+                    row["best"] = True
+                if show:
+                    print(f"  step {step}/{cfg.steps} loss {row.get('loss', float('nan')):.3f} val AP50 {score:.3f}",
+                          flush=True)
+            if step >= cfg.steps:
+                break
+        epoch += 1
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+def regime_of(train: InMemorySplit, box_fraction: float, seed: int, label_fraction: float | None = None) -> np.ndarray:
+    """The supervision codes of a run: :func:`~.sampling.supervision_regime` stratified by the films' global state."""
+    return supervision_regime(len(train), box_fraction, label_fraction, seed=seed, strata=train.mcct)
+
+
+def detector_name(variant: str, box_fraction: float, resolution: int, dataset: str, profile: str) -> str:
+    """``detector-<dataset>-<profile>-<variant>-b<percent>-r<px>``: the cached file's stem."""
+    return f"detector-{dataset}-{profile}-{variant}-b{box_fraction * 100:g}-r{resolution}"
+
+
+def get_detector(
+    variant: str,
+    box_fraction: float,
+    resolution: int,
+    seed: int,
+    splits: Mapping[str, InMemorySplit],
+    data_desc: Mapping[str, Any],
+    profile: str | None = None,
+    config: DetectorTraining | None = None,
+    label_fraction: float | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    load_only: bool = False,
+    progress: bool | None = None,
+) -> tuple[OXnetDetector, list[dict[str, Any]], dict[str, Any]]:
+    """One trained detector of ``variant`` at ``box_fraction`` and ``resolution`` (loaded when cached).
+
+    ``splits``: ``{"train", "val"}`` holding ``resolution`` (with boxes); ``data_desc``: what identifies them
+    (``dataswitch.data_description`` plus the data code, see :mod:`mlcak_lib.detection_runner`); its ``dataset``
+    names the file. ``label_fraction``: films with image labels only (default: all films without boxes).
+    Returns ``(model, history, info)`` as :func:`mlcak_lib.cache.load_or_train`, with ``info["config"]`` (the key's
+    dict) and ``info["regime"]`` (films per kind of supervision).
+    """
+    profile = _config.get_profile(profile)
+    cfg = config or detector_training(profile)
+    weights = variant_weights(variant)
+    train, val = splits["train"], splits.get("val")
+    codes = regime_of(train, box_fraction, seed, label_fraction)
+    counts = regime_counts(codes)
+    num_classes = len(train.class_names)
+    cfg_dict = {
+        "data": dict(data_desc),
+        "regime": {"box_fraction": float(box_fraction), "label_fraction": label_fraction, "seed": int(seed),
+                   "strata": "mcct", "counts": counts},
+        "variant": variant, "weights": weights.as_dict(),
+        "model": {"resolution": int(resolution), "num_classes": num_classes, **cfg.architecture},
+        "train": cfg.as_dict(), "seed": int(seed),
+    }
+
+    def build() -> OXnetDetector:
+        return build_detector(num_classes, resolution, seed=seed, **cfg.architecture)
+
+    def fit(model: OXnetDetector) -> list[dict[str, Any]]:
+        return train_detector(model, train, val, resolution, codes, weights, cfg, seed, progress)
+
+    name = detector_name(variant, box_fraction, resolution, str(data_desc.get("dataset", "custom")), profile)
+    model, history, info = load_or_train(name, cfg_dict, build, fit, cache_dir, load_only=load_only,
+                                         code=detection_fingerprint())
+    return model, history, {**info, "config": cfg_dict, "regime": counts}

@@ -1,0 +1,240 @@
+"""The detection twin of the experiment runner (notebook 07, issue 16): OXnet's ablations x box fractions x
+resolutions x seeds, each detector evaluated on the test split (patients no training film comes from).
+
+``python -m mlcak_lib.detection_runner`` (or ``mlcak-detect``) trains, or loads from the cache, one detector per
+(variant, box fraction, resolution, seed) with :func:`mlcak_lib.detection.recipe.get_detector`, plus the fully
+box-supervised upper bound (``box-only`` at box fraction 1.0) at each resolution and seed, and writes into
+``--out`` (default :func:`mlcak_lib.config.output_dir`):
+
+* ``detection_<tag>.csv`` -- one row per run: variant, box fraction, resolution, seed, the films per kind of
+  supervision, every metric of :func:`mlcak_lib.detection.evaluate.detection_report` (AP@0.5, AP@[.5:.95],
+  FROC at 0.5/1/2/4 false positives per image, over all lesions and as ``<metric>|<size stratum>``; macro image
+  AUROC from the global head and from the detections), the validation score and step of the kept checkpoint,
+  the cache key's hash, cache hit, training and wall seconds, the detection code fingerprint, git revision and
+  dirty flag, and the hardware;
+* ``detection_<tag>.md`` -- mean ± std over seeds, seed-paired differences against ``box-only`` at the same
+  box fraction and resolution with 95 % t intervals (:func:`mlcak_lib.results.paired_table`), and the share of
+  the AP gap between ``box-only`` and the upper bound that each variant recovers
+  (:func:`mlcak_lib.results.gap_recovered`, under the course's two-seed-SD rule).
+
+``--merge A.csv B.csv ...`` joins the CSVs of runs made side by side (a later row replaces an earlier one of
+the same run) and writes the CSV and the table under ``--tag`` without training. Nothing is chosen on the test
+split: each detector's checkpoint is selected on the validation split (:mod:`mlcak_lib.detection.recipe`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import config as _config
+from .cache import adapter_fingerprint, simulator_fingerprint, source_hash
+from .dataswitch import data_description, get_splits, resolve_dataset
+from .detection.keys import detection_fingerprint
+from .detection.recipe import (DETECTOR_VARIANTS, REFERENCE, TINY_TRAINING, UPPER_BOUND, detector_training,
+                               evaluate_split, get_detector)
+from .envinfo import git_revision, hardware
+from .results import gap_reason, gap_recovered, paired_markdown, paired_table
+
+DEFAULT_FRACTIONS: tuple[float, ...] = (0.1, 0.3)
+DEFAULT_RESOLUTIONS: tuple[int, ...] = (224, 112)
+#: ``--tiny``: split sizes for tests and smoke runs (training: :data:`~mlcak_lib.detection.recipe.TINY_TRAINING`).
+TINY_SIZES: dict[str, int] = {"train": 32, "val": 16, "test": 16}
+RUN_KEYS: list[str] = ["variant", "box_fraction", "resolution", "seed"]
+#: Columns summarised and compared (over all lesions).
+METRICS: dict[str, str] = {"ap50": "AP@0.5", "ap50_95": "AP@[.5:.95]", "froc@1": "FROC@1", "auroc_global": "AUROC global",
+                           "auroc_detection": "AUROC det."}
+GAP_METRICS: tuple[str, ...] = ("ap50", "ap50_95")
+
+
+def detection_data_description(dataset: str, profile: str, sizes: dict[str, int] | None = None) -> dict[str, Any]:
+    """:func:`~mlcak_lib.dataswitch.data_description` plus the data code: the simulator's (or the adapters')
+    source and that of the switch, which the detectors' code fingerprint does not cover."""
+    code = simulator_fingerprint() if dataset == "synth" else adapter_fingerprint()
+    return {**data_description(dataset, profile, 0, sizes), "data_code": f"{source_hash('dataswitch', 'datasets')}+{code}"}
+
+
+def runs(variants: Sequence[str], fractions: Sequence[float], upper_bound: bool = True) -> list[tuple[str, float]]:
+    """The (variant, box fraction) pairs of a grid, the upper bound last (once)."""
+    pairs = [(v, float(f)) for f in fractions for v in variants]
+    if upper_bound and UPPER_BOUND not in pairs:
+        pairs.append(UPPER_BOUND)
+    return pairs
+
+
+def flat_report(report: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`~mlcak_lib.detection.evaluate.detection_report` as flat CSV columns."""
+    row: dict[str, Any] = {}
+    for stratum in report["strata"]:
+        suffix = "" if stratum["stratum"] == "all" else f"|{stratum['stratum']}"
+        row.update({f"{k}{suffix}": v for k, v in stratum.items() if k != "stratum"})
+    for source, entry in report.get("auroc", {}).items():
+        row[f"auroc_{source}"] = entry["macro"]
+    row["mm_per_px"] = report.get("mm_per_px", float("nan"))
+    return row
+
+
+def run_grid(variants: Sequence[str], fractions: Sequence[float], resolutions: Sequence[int], seeds: Sequence[int],
+             profile: str | None = None, dataset: str | None = None, tiny: bool = False, steps: int | None = None,
+             upper_bound: bool = True, quiet: bool = False) -> pd.DataFrame:
+    """Train or load every detector of the grid and evaluate it on the test split: one row per run."""
+    profile = _config.get_profile(profile)
+    dataset = resolve_dataset(dataset)
+    unknown = [v for v in variants if v not in DETECTOR_VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown detector variant(s) {unknown}; choose from {', '.join(DETECTOR_VARIANTS)}")
+    sizes = dict(TINY_SIZES) if tiny else None
+    cfg = TINY_TRAINING if tiny else detector_training(profile)
+    if steps is not None:
+        cfg = cfg.replace(steps=int(steps), eval_every=min(cfg.eval_every, int(steps)))
+    desc = detection_data_description(dataset, profile, sizes)
+    splits = get_splits(tuple(resolutions), profile, splits=("train", "val", "test"), sizes=sizes, dataset=dataset)
+    rev, dirty = git_revision()
+    base = {"dataset": dataset, "profile": profile, "tiny": bool(tiny), "detector_code": detection_fingerprint(),
+            "git_rev": rev, "git_dirty": dirty, **hardware()}
+    rows = []
+    for r in resolutions:
+        for variant, fraction in runs(variants, fractions, upper_bound):
+            for seed in seeds:
+                start = time.perf_counter()
+                model, history, info = get_detector(variant, fraction, r, seed, splits, desc, profile, cfg,
+                                                    progress=not quiet)
+                report = evaluate_split(model, splits["test"], r)
+                best = next((h for h in reversed(history) if h.get("best")), history[-1] if history else {})
+                row = {"variant": variant, "box_fraction": fraction, "resolution": r, "seed": seed,
+                       "upper_bound": (variant, fraction) == UPPER_BOUND, **{f"n_{k}": v for k, v in info["regime"].items()},
+                       "n_test": len(splits["test"]), **flat_report(report), "val_ap50": best.get("val_ap50"),
+                       "best_step": best.get("step"), "steps": cfg.steps, "config_hash": info["hash"],
+                       "cache_hit": info["cache_hit"], "train_seconds": info["train_seconds"],
+                       "wall_seconds": time.perf_counter() - start, **base}
+                rows.append(row)
+                if not quiet:
+                    how = "cached" if info["cache_hit"] else f"trained in {info['train_seconds']:.0f} s"
+                    print(f"{variant} @ {fraction:.0%} boxes, {r} px, seed {seed}: AP50 {row['ap50']:.3f} ({how})", flush=True)
+    return pd.DataFrame(rows)
+
+
+def summarize(df: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
+    """Per (variant, box fraction, resolution): seeds, mean and std of each metric."""
+    keys = ["variant", "box_fraction", "resolution"]
+    agg = df.groupby(keys, sort=False)[list(metrics)].agg(["mean", "std"])
+    agg.columns = [f"{m}_{s}" for m, s in agg.columns]
+    agg.insert(0, "seeds", df.groupby(keys, sort=False)["seed"].nunique())
+    return agg.reset_index()
+
+
+def gap_table(df: pd.DataFrame, metrics: Sequence[str] = GAP_METRICS) -> pd.DataFrame:
+    """The share of the gap between ``box-only`` and the upper bound that each variant recovers, per box fraction,
+    resolution and metric (means over seeds; NaN with the reason when :func:`~mlcak_lib.results.gap_reason` withholds it)."""
+    rows = []
+    upper_variant, upper_fraction = UPPER_BOUND
+    for r, at_r in df.groupby("resolution", sort=False):
+        upper = at_r[(at_r["variant"] == upper_variant) & np.isclose(at_r["box_fraction"], upper_fraction)]
+        for fraction, group in at_r[~np.isclose(at_r["box_fraction"], upper_fraction)].groupby("box_fraction", sort=False):
+            ref = group[group["variant"] == REFERENCE]
+            for variant, sub in group[group["variant"] != REFERENCE].groupby("variant", sort=False):
+                for m in metrics:
+                    u, b = upper[m].mean(), ref[m].mean()
+                    b_std, n = ref[m].std(), ref["seed"].nunique()
+                    rows.append({"variant": variant, "box_fraction": fraction, "resolution": r, "metric": m,
+                                 "value": sub[m].mean(), "reference": b, "upper_bound": u,
+                                 "gap_recovered": gap_recovered(sub[m].mean(), b, u, b_std, n),
+                                 "note": gap_reason(b, u, b_std, n) if len(upper) else "no upper-bound run"})
+    return pd.DataFrame(rows)
+
+
+def _pm(mean: float, std: float) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.3f} ± {std:.3f}" if np.isfinite(std) else f"{mean:.3f}"
+
+
+def markdown(df: pd.DataFrame, title: str = "Detection ablations") -> str:
+    """The runner's markdown: summary, seed-paired differences against ``box-only`` and the gap recovered."""
+    summary = summarize(df)
+    lines = [f"## {title}", "", "Test split (patients unseen in training); mean ± std over seeds; the checkpoint of "
+             "each run was chosen on the validation split.", "",
+             "| variant | boxes | px | seeds | " + " | ".join(METRICS.values()) + " |",
+             "|---|---:|---:|---:|" + "---|" * len(METRICS)]
+    for _, row in summary.iterrows():
+        cells = [_pm(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS]
+        lines.append(f"| {row['variant']} | {row['box_fraction']:.0%} | {row['resolution']} | {row['seeds']} | "
+                     + " | ".join(cells) + " |")
+    paired = paired_table(df.assign(student=""), reference=REFERENCE, metrics=list(METRICS), by=["box_fraction"])
+    if len(paired):
+        paired["model"] = [f"{v} @ {f:.0%} boxes" for v, f in zip(paired["variant"], paired["box_fraction"])]
+        lines += ["", paired_markdown(paired, f"{title}: seed-paired differences against {REFERENCE}")]
+    gaps = gap_table(df)
+    if len(gaps):
+        lines += [f"## {title}: gap recovered between {REFERENCE} and the upper bound ({UPPER_BOUND[0]} at "
+                  f"{UPPER_BOUND[1]:.0%} boxes)", "", "| variant | boxes | px | metric | gap recovered |", "|---|---:|---:|---|---|"]
+        for _, g in gaps.iterrows():
+            text = f"{100 * g['gap_recovered']:.0f} %" if np.isfinite(g["gap_recovered"]) else f"not shown ({g['note']})"
+            lines.append(f"| {g['variant']} | {g['box_fraction']:.0%} | {g['resolution']} | {g['metric']} | {text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def merge(csvs: Sequence[str | Path]) -> pd.DataFrame:
+    """Runs from several CSVs; a later row replaces an earlier one of the same (variant, fraction, px, seed, tiny)."""
+    df = pd.concat([pd.read_csv(p) for p in csvs], ignore_index=True)
+    return df.drop_duplicates(subset=[*RUN_KEYS, "tiny"], keep="last").reset_index(drop=True)
+
+
+def write(df: pd.DataFrame, out: str | Path, tag: str) -> tuple[Path, Path]:
+    """``detection_<tag>.csv`` and ``detection_<tag>.md`` in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, md = out / f"detection_{tag}.csv", out / f"detection_{tag}.md"
+    df.to_csv(csv, index=False)
+    md.write_text(markdown(df, f"Detection ablations ({tag})"), encoding="utf-8")
+    return csv, md
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlcak-detect", description="OXnet's ablations x box fractions x resolutions x "
+                                "seeds (notebook 07): train or load each detector, evaluate it on the test split.")
+    p.add_argument("--profile", default=None, help="default or full (default: $MLCAK_PROFILE or 'default')")
+    p.add_argument("--variants", nargs="+", default=list(DETECTOR_VARIANTS), help="ablations, each adding terms")
+    p.add_argument("--box-fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS),
+                   help="fractions of the training films with boxes (the others have image labels)")
+    p.add_argument("--no-upper-bound", action="store_true", help="skip box-only at box fraction 1.0")
+    p.add_argument("--resolutions", nargs="+", type=int, default=list(DEFAULT_RESOLUTIONS), help="detector input px")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (init, batch order, boxed films)")
+    p.add_argument("--dataset", default=None, help="default $MLCAK_DATASET or synth (needs boxes: synth, vindr)")
+    p.add_argument("--out", default=str(_config.output_dir()), help="output folder (default: config.output_dir())")
+    p.add_argument("--tag", default=None, help="file stem suffix (default: the profile, + '-tiny')")
+    p.add_argument("--tiny", action="store_true", help="a few dozen films, 2 steps, a tiny detector (tests)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps instead of the profile's")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="CSV", help="join runner CSVs instead of training")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    profile = _config.get_profile(args.profile)
+    tag = args.tag or (profile + ("-tiny" if args.tiny else ""))
+    if args.merge:
+        df = merge(args.merge)
+    else:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        df = run_grid(args.variants, args.box_fractions, args.resolutions, args.seeds, profile, args.dataset,
+                      args.tiny, args.steps, not args.no_upper_bound, args.quiet)
+    csv, md = write(df, args.out, tag)
+    if not args.quiet:
+        print(f"wrote {csv} ({len(df)} runs) and {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
