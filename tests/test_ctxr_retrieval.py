@@ -1,0 +1,92 @@
+"""Notebook 08's language-guided retrieval (mlcak_lib.ctxr.retrieval) and the package's own cache key."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from mlcak_lib import cache
+from mlcak_lib.ctxr import keys
+from mlcak_lib.ctxr.reports import Finding, Findings, random_findings, render, with_standard_negatives
+from mlcak_lib.ctxr.retrieval import ReportIndex, recall_at_k, report_similarity, top_k
+from test_cache import CANNOT_CHANGE_A_MODEL, _package_imports
+
+
+def _pool(n, seed=0):
+    rng = np.random.default_rng(seed)
+    findings = [random_findings(rng) for _ in range(n)]
+    return findings, [render(f, seed=1000 * seed + i) for i, f in enumerate(findings)]
+
+
+def test_each_ct_report_retrieves_an_xray_with_the_same_findings_when_one_exists():
+    xray_findings, xray_reports = _pool(200, seed=1)
+    index = ReportIndex(xray_reports)
+    queries = xray_reports[:40]  # a CT whose report is worded exactly like an X-ray's
+    best = index.retrieve(queries, k=1)[:, 0]
+    assert all(xray_findings[j] == xray_findings[i] for i, j in enumerate(best))
+    sim = index.similarity(queries)
+    assert sim.shape == (40, 200) and np.allclose(sim[np.arange(40), best], 1.0)
+    # a different wording of an abnormal study still finds that study's class first
+    effusion = with_standard_negatives([Finding("Pleural effusion", "left")])
+    hits = index.retrieve([render(effusion, s) for s in range(4)], k=1)[:, 0]
+    assert all("Pleural effusion" in xray_findings[j].labels for j in hits)
+
+
+def test_ties_among_identical_normal_reports_are_spread_and_deterministic():
+    normal = render(with_standard_negatives([]), 0)
+    index = ReportIndex([normal] * 20 + [render(Findings((Finding("Cardiomegaly"),)), 0)])
+    queries = [normal] * 50
+    a, b = index.retrieve(queries, seed=3), index.retrieve(queries, seed=3)
+    assert np.array_equal(a, b) and len(set(a[:, 0])) > 5 and a.max() < 20
+    assert set(index.retrieve(queries, seed=None)[:, 0]) == {0}  # seed=None: lowest index
+
+
+def test_top_k_orders_by_similarity():
+    sim = np.array([[0.1, 0.9, 0.5], [0.7, 0.2, 0.7]])
+    assert top_k(sim, 3, seed=None).tolist() == [[1, 2, 0], [0, 2, 1]]
+    assert set(top_k(sim, 1, seed=1)[1]) <= {0, 2}
+    with pytest.raises(ValueError):
+        top_k(sim, 4)
+
+
+def test_recall_at_k_counts_ties_against_the_model():
+    n = 12
+    assert recall_at_k(np.eye(n)) == {"R@1": 1.0, "R@5": 1.0, "R@10": 1.0}
+    flat = recall_at_k(np.zeros((n, n)))  # a constant score: 11 items tie ahead of the right one
+    assert flat == {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0}
+    rng = np.random.default_rng(0)
+    sim = rng.random((n, n))
+    order = np.argsort(-sim, axis=1)
+    rank = np.argmax(order == np.arange(n)[:, None], axis=1)
+    assert recall_at_k(sim, ks=(1, 5)) == {"R@1": float(np.mean(rank < 1)), "R@5": float(np.mean(rank < 5))}
+    # another study with the same findings also counts when `relevant` says so
+    sim = np.array([[0.5, 0.9, 0.1], [0.2, 0.8, 0.3], [0.1, 0.2, 0.9]])
+    same = np.eye(3, dtype=bool) | np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=bool)
+    assert recall_at_k(sim, ks=(1,))["R@1"] == pytest.approx(2 / 3)
+    assert recall_at_k(sim, relevant=same, ks=(1,))["R@1"] == 1.0
+
+
+def test_report_similarity_is_a_cosine_matrix():
+    _, reports = _pool(30)
+    sim = report_similarity(reports)
+    assert sim.shape == (30, 30) and np.allclose(sim, sim.T) and np.allclose(np.diag(sim), 1.0)
+    assert sim.min() >= 0.0
+
+
+def test_ctxr_is_outside_the_teacher_and_student_keys_and_has_its_own():
+    assert "ctxr" in cache.NOT_MODEL_CODE and "ctxr" not in cache.MODEL_CODE + cache.TEACHER_CODE
+    for name in (n for n in keys.CTXR_CODE if "/" not in n):
+        outside = _package_imports(name) - set(keys.CTXR_CODE) - CANNOT_CHANGE_A_MODEL - {"__version__"}
+        assert not outside, f"{name} imports {sorted(outside)}, whose source is not in ctxr.keys.CTXR_CODE"
+
+
+def test_ctxr_fingerprint_follows_the_package_source(tmp_path, monkeypatch):
+    before, teacher = keys.ctxr_fingerprint.__wrapped__(), cache.teacher_fingerprint.__wrapped__()
+    copy = tmp_path / "mlcak_lib"
+    shutil.copytree(cache._ROOT, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.npz", "*.pt"))
+    monkeypatch.setattr(cache, "_ROOT", copy)
+    assert keys.ctxr_fingerprint.__wrapped__() == before
+    path = copy / "ctxr" / "retrieval.py"
+    path.write_text(path.read_text() + "\n# an edit\n")
+    assert keys.ctxr_fingerprint.__wrapped__() != before
+    assert cache.teacher_fingerprint.__wrapped__() == teacher  # the committed teacher stays valid
