@@ -11,8 +11,11 @@ What exists (the library groundwork of issue 16):
 * :mod:`.data` -- detector targets and mixed batches from any :class:`~mlcak_lib.splits.InMemorySplit`;
 * :mod:`.objective` -- every OXnet term on one mixed batch;
 * :mod:`.evaluate` -- COCO AP (pycocotools), FROC (MONAI), image-level AUROC, by lesion size;
-* :mod:`.keys` -- the code fingerprint of detectors (this package is outside ``cache.MODEL_CODE``).
+* :mod:`.keys` -- the code fingerprint of detectors (this package is outside ``cache.MODEL_CODE``);
+* :mod:`.recipe` -- the ablations as named weight settings, the training settings per profile, the loop and
+  :func:`~.recipe.get_detector` (load or train under :func:`.keys.detection_fingerprint`).
 
-What is next: the training recipe (loop, schedule, load-or-train under :func:`.keys.detection_fingerprint`,
-committed checkpoints), the runner for the supervision-regime x resolution grid, and notebook 07.
+The grid (ablations x box fractions x resolutions x seeds, evaluated on the test split) is run by
+:mod:`mlcak_lib.detection_runner` (``mlcak-detect``), which lives outside this package so that editing it changes
+no detector's key. What is next: the committed grid and notebook 07.
 """
