@@ -8,7 +8,9 @@ import pytest
 from mlcak_lib import cache
 from mlcak_lib.ctxr import keys
 from mlcak_lib.ctxr.reports import Finding, Findings, random_findings, render, with_standard_negatives
-from mlcak_lib.ctxr.retrieval import ReportIndex, recall_at_k, report_similarity, top_k
+from mlcak_lib.ctxr.losses import false_negative_mask
+from mlcak_lib.ctxr.retrieval import (ReportIndex, pair_detection_quality, recall_at_k, report_similarity, same_findings,
+                                      top_k)
 from test_cache import CANNOT_CHANGE_A_MODEL, _package_imports
 
 
@@ -90,3 +92,17 @@ def test_ctxr_fingerprint_follows_the_package_source(tmp_path, monkeypatch):
     path.write_text(path.read_text() + "\n# an edit\n")
     assert keys.ctxr_fingerprint.__wrapped__() != before
     assert cache.teacher_fingerprint.__wrapped__() == teacher  # the committed teacher stays valid
+
+
+def test_same_findings_is_the_ground_truth_of_false_negatives():
+    findings, reports = _pool(120, seed=2)
+    truth = same_findings(findings)
+    assert truth.shape == (120, 120) and np.diag(truth).all() and np.array_equal(truth, truth.T)
+    normal = np.array([f.normal for f in findings])
+    assert truth[np.ix_(normal, normal)].all()
+    quality = pair_detection_quality(false_negative_mask(report_similarity(reports)).numpy(), truth)
+    assert quality["precision"] > 0.95 and quality["pairs_flagged"] > 0
+    assert pair_detection_quality(truth, truth)["recall"] == 1.0
+    # the false-negative-aware recall counts another study with the same findings as a hit
+    sim = report_similarity(reports)
+    assert recall_at_k(sim, relevant=truth)["R@1"] >= recall_at_k(sim)["R@1"]

@@ -70,8 +70,8 @@ SPECS: dict[str, FindingSpec] = {
     _NAME[cardiomegaly]: FindingSpec((), None, None, (
         "the heart is enlarged", "cardiomegaly", "enlarged cardiac silhouette"), "cardiomegaly"),
     _NAME[pneumothorax]: FindingSpec(("right", "left"), None, None, (
-        "{side} apical pneumothorax", "there is a {side} pneumothorax", "{side} pleural line with absent lung markings "
-        "apically, in keeping with pneumothorax"), "pneumothorax"),
+        "{side} apical pneumothorax", "there is a {side} pneumothorax",
+        "{side} apical pleural line without lung markings beyond it"), "pneumothorax"),
     _NAME[aortic_enlargement]: FindingSpec((), None, None, (
         "the aorta is enlarged", "prominent aortic knob", "dilated thoracic aorta"), "aortic enlargement"),
     _NAME[pleural_thickening]: FindingSpec(SIDES, "zone", None, (

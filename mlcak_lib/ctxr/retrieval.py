@@ -25,6 +25,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from .reports import Findings
+
 TIE_DECIMALS = 9  # similarities equal to this many decimals are ties
 
 
@@ -104,3 +106,22 @@ def recall_at_k(sim: np.ndarray, relevant: np.ndarray | None = None, ks: Sequenc
     best = np.where(relevant, sim, -np.inf).max(axis=1, keepdims=True)
     ahead = ((sim >= best) & ~relevant).sum(axis=1)
     return {f"R@{k}": float(np.mean(ahead < k)) for k in ks}
+
+
+def same_findings(findings: Sequence[Findings]) -> np.ndarray:
+    """Bool ``[n, n]``: studies whose reports carry the same findings (negatives ignored). The ground truth
+    the simulator gives for false negatives, and the ``relevant`` mask of a false-negative-aware
+    :func:`recall_at_k`."""
+    keys = [f.findings for f in findings]
+    return np.array([[a == b for b in keys] for a in keys], dtype=bool)
+
+
+def pair_detection_quality(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Precision and recall of a false-negative detector (bool ``[n, n]``, e.g. ``losses.false_negative_mask``)
+    against ``truth`` (e.g. :func:`same_findings`), over off-diagonal pairs; NaN where undefined."""
+    predicted, truth = np.asarray(predicted, dtype=bool), np.asarray(truth, dtype=bool)
+    off = ~np.eye(len(truth), dtype=bool)
+    tp = int((predicted & truth & off).sum())
+    n_pred, n_true = int((predicted & off).sum()), int((truth & off).sum())
+    return {"precision": tp / n_pred if n_pred else float("nan"), "recall": tp / n_true if n_true else float("nan"),
+            "pairs_flagged": n_pred, "pairs_true": n_true}
