@@ -146,8 +146,13 @@ def gap_table(df: pd.DataFrame, metrics: Sequence[str] = GAP_METRICS) -> pd.Data
                     rows.append({"variant": variant, "box_fraction": fraction, "resolution": r, "metric": m,
                                  "value": sub[m].mean(), "reference": b, "upper_bound": u,
                                  "gap_recovered": gap_recovered(sub[m].mean(), b, u, b_std, n),
-                                 "note": gap_reason(b, u, b_std, n) if len(upper) else "no upper-bound run"})
+                                 "note": _reworded(gap_reason(b, u, b_std, n)) if len(upper) else "no upper-bound run"})
     return pd.DataFrame(rows)
+
+
+def _reworded(reason: str) -> str:
+    """:func:`~mlcak_lib.results.gap_reason` speaks of a teacher and a baseline: here the upper bound and box-only."""
+    return reason.replace("teacher", "upper bound").replace("baseline", REFERENCE)
 
 
 def _pm(mean: float, std: float) -> str:
