@@ -10,7 +10,7 @@ box-supervised upper bound (``box-only`` at box fraction 1.0) at each resolution
   supervision, every metric of :func:`mlcak_lib.detection.evaluate.detection_report` (AP@0.5, AP@[.5:.95],
   FROC at 0.5/1/2/4 false positives per image, over all lesions and as ``<metric>|<size stratum>``; macro image
   AUROC from the global head and from the detections), the validation score and step of the kept checkpoint,
-  the cache key's hash, cache hit, training and wall seconds, the detection code fingerprint, git revision and
+  whether the mean teacher ever gave the soft focal loss a box (``teacher_active``), the cache key's hash, cache hit, training and wall seconds, the detection code fingerprint, git revision and
   dirty flag, and the hardware;
 * ``detection_<tag>.md`` -- mean ± std over seeds, seed-paired differences against ``box-only`` at the same
   box fraction and resolution with 95 % t intervals (:func:`mlcak_lib.results.paired_table`), and the share of
@@ -111,7 +111,8 @@ def run_grid(variants: Sequence[str], fractions: Sequence[float], resolutions: S
                 row = {"variant": variant, "box_fraction": fraction, "resolution": r, "seed": seed,
                        "upper_bound": (variant, fraction) == UPPER_BOUND, **{f"n_{k}": v for k, v in info["regime"].items()},
                        "n_test": len(splits["test"]), **flat_report(report), "val_ap50": best.get("val_ap50"),
-                       "best_step": best.get("step"), "steps": cfg.steps, "config_hash": info["hash"],
+                       "best_step": best.get("step"), "steps": cfg.steps,
+                       "teacher_active": any(h.get("soft_focal", 0.0) > 0 for h in history), "config_hash": info["hash"],
                        "cache_hit": info["cache_hit"], "train_seconds": info["train_seconds"],
                        "wall_seconds": time.perf_counter() - start, **base}
                 rows.append(row)

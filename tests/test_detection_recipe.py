@@ -111,7 +111,8 @@ def test_tiny_grid_writes_the_table_and_a_rerun_loads_every_detector(tmp_path, m
     assert runs == {(v, f, s) for v, f in [("box-only", 0.5), ("oxnet", 0.5), ("box-only", 1.0)] for s in (0, 1)}
     assert (df["resolution"] == 112).all() and (df["n_test"] == 16).all() and not df["cache_hit"].any()
     for col in ["ap50", "ap50_95", "froc@0.5", "froc@4", "auroc_global", "auroc_detection", "ap50|< 10 mm",
-                "config_hash", "git_rev", "cpu_model", "wall_seconds", "detector_code", "n_boxes", "n_labels"]:
+                "config_hash", "git_rev", "cpu_model", "wall_seconds", "detector_code", "n_boxes", "n_labels",
+                "teacher_active"]:
         assert col in df.columns, col
     assert df["config_hash"].nunique() == 6 and (df.loc[df["box_fraction"] == 1.0, "n_labels"] == 0).all()
     md = (tmp_path / "detection_t.md").read_text()

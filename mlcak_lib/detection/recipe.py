@@ -93,8 +93,13 @@ class DetectorTraining:
         return {"widths": tuple(self.widths), "fpn_channels": self.fpn_channels, "head_convs": self.head_convs}
 
 
-#: Training per profile. Default: one full-OXnet run at 224 px in about four minutes on one CPU core (measured
-#: 0.65 s per 8 + 8 step at 224 px and 0.22 s at 112 px; the validation scores add about 10 s each at 224 px).
+#: Training per profile, sized on one CPU core (measured with one other single-thread job on the second core;
+#: the three validation scores included): full OXnet at 30 % boxes 295 s at 224 px and 124 s at 112 px, box-only
+#: at 10 % boxes 140 s at 224 px; the test split's report adds about 20 s. **The default budget is a smoke-size
+#: budget, not a trained detector**: after 300 steps the simulator's test AP@0.5 is 0.02-0.03 (box-only at 112 px:
+#: 0.016 after 1000 steps at lr 1e-3, 0.017 at 3e-4; 3e-3 finds nothing), and the mean teacher never scores a
+#: box above ``teacher_score`` (0.5), so the soft focal term is zero and full OXnet trains as ``prototypes``
+#: (the runner's ``teacher_active`` column says so). Choose the budget on the validation split before the grid.
 #: Full: a wider detector and ten times the steps.
 DETECTOR_TRAINING: dict[str, DetectorTraining] = {
     "default": DetectorTraining(),
@@ -164,8 +169,8 @@ def train_detector(model: OXnetDetector, train: InMemorySplit, val: InMemorySpli
                    codes: np.ndarray, weights: OXnetWeights, cfg: DetectorTraining, seed: int = 0,
                    progress: bool | None = None) -> list[dict[str, Any]]:
     """Train ``model`` in place under regime ``codes`` (module docstring); returns the history (one row per
-    validation score: step, mean of each term since the last row, ``val_ap50``, seconds) and keeps the best
-    validated weights (the last ones without a validation split)."""
+    validation score: step, the unweighted mean of every term since the last row, switched off or not, ``val_ap50``,
+    seconds, ``best`` on the kept rows) and keeps the best validated weights (the last ones without a validation split)."""
     torch.manual_seed(seed)
     n_box = int((np.asarray(codes) == BOXES).sum())
     if n_box == 0:
