@@ -9,7 +9,8 @@ box-supervised upper bound (``box-only`` at box fraction 1.0) at each resolution
 * ``detection_<tag>.csv`` -- one row per run: variant, box fraction, resolution, seed, the films per kind of
   supervision, every metric of :func:`mlcak_lib.detection.evaluate.detection_report` (AP@0.5, AP@[.5:.95],
   FROC at 0.5/1/2/4 false positives per image, over all lesions and as ``<metric>|<size stratum>``; macro image
-  AUROC from the global head and from the detections), the validation score and step of the kept checkpoint,
+  AUROC from the global head and from the detections), the share of test lesions with an anchor at IoU >= 0.5
+  (``anchor_coverage``), the validation score and step of the kept checkpoint,
   whether the mean teacher ever gave the soft focal loss a box (``teacher_active``), the cache key's hash, cache hit, training and wall seconds, the detection code fingerprint, git revision and
   dirty flag, and the hardware;
 * ``detection_<tag>.md`` -- mean ± std over seeds, seed-paired differences against ``box-only`` at the same
@@ -38,8 +39,8 @@ from . import config as _config
 from .cache import adapter_fingerprint, simulator_fingerprint, source_hash
 from .dataswitch import data_description, get_splits, resolve_dataset
 from .detection.keys import detection_fingerprint
-from .detection.recipe import (DETECTOR_VARIANTS, REFERENCE, TINY_TRAINING, UPPER_BOUND, detector_training,
-                               evaluate_split, get_detector)
+from .detection.recipe import (DETECTOR_VARIANTS, REFERENCE, TINY_TRAINING, UPPER_BOUND, anchor_coverage,
+                               detector_training, evaluate_split, get_detector)
 from .envinfo import git_revision, hardware
 from .results import gap_reason, gap_recovered, paired_markdown, paired_table
 
@@ -107,10 +108,11 @@ def run_grid(variants: Sequence[str], fractions: Sequence[float], resolutions: S
                 model, history, info = get_detector(variant, fraction, r, seed, splits, desc, profile, cfg,
                                                     progress=not quiet)
                 report = evaluate_split(model, splits["test"], r)
+                coverage = anchor_coverage(model, splits["test"], r)["all"]
                 best = next((h for h in reversed(history) if h.get("best")), history[-1] if history else {})
                 row = {"variant": variant, "box_fraction": fraction, "resolution": r, "seed": seed,
                        "upper_bound": (variant, fraction) == UPPER_BOUND, **{f"n_{k}": v for k, v in info["regime"].items()},
-                       "n_test": len(splits["test"]), **flat_report(report), "val_ap50": best.get("val_ap50"),
+                       "n_test": len(splits["test"]), **flat_report(report), "anchor_coverage": coverage, "val_ap50": best.get("val_ap50"),
                        "best_step": best.get("step"), "steps": cfg.steps,
                        "teacher_active": any(h.get("soft_focal", 0.0) > 0 for h in history), "config_hash": info["hash"],
                        "cache_hit": info["cache_hit"], "train_seconds": info["train_seconds"],

@@ -94,6 +94,18 @@ def test_the_loop_keeps_the_best_validated_checkpoint_and_a_fixed_budget(monkeyp
     assert not all(torch.equal(final[k], seen[1][k]) for k in final)
 
 
+def test_anchor_coverage_counts_lesions_with_a_foreground_anchor():
+    split = toy_split(6, resolutions=(224,))
+    model = recipe.build_detector(3, 224, seed=0, **recipe.TINY_TRAINING.architecture)
+    anchors = model(split.images[224][:1]).anchors[0]
+    inside = anchors[((anchors >= 0) & (anchors <= 224)).all(dim=1)][:1]  # boxes are clipped to the image
+    split.boxes = [inside.clone(), torch.tensor([[0.0, 0.0, 1.0, 1.0]])] + [torch.zeros(0, 4)] * 4
+    split.box_labels = [torch.tensor([0]), torch.tensor([1])] + [torch.zeros(0, dtype=torch.long)] * 4
+    share = recipe.anchor_coverage(model, split, 224)
+    assert share["all"] == 0.5 and share[split.class_names[0]] == 1.0 and share[split.class_names[1]] == 0.0
+    assert share[split.class_names[2]] != share[split.class_names[2]]  # NaN: no lesion of that class
+
+
 def test_regimes_are_nested_across_box_fractions():
     split = toy_split(40, resolutions=(112,))
     small, large = recipe.regime_of(split, 0.1, 3), recipe.regime_of(split, 0.3, 3)
@@ -112,7 +124,7 @@ def test_tiny_grid_writes_the_table_and_a_rerun_loads_every_detector(tmp_path, m
     assert (df["resolution"] == 112).all() and (df["n_test"] == 16).all() and not df["cache_hit"].any()
     for col in ["ap50", "ap50_95", "froc@0.5", "froc@4", "auroc_global", "auroc_detection", "ap50|< 10 mm",
                 "config_hash", "git_rev", "cpu_model", "wall_seconds", "detector_code", "n_boxes", "n_labels",
-                "teacher_active"]:
+                "teacher_active", "anchor_coverage"]:
         assert col in df.columns, col
     assert df["config_hash"].nunique() == 6 and (df.loc[df["box_fraction"] == 1.0, "n_labels"] == 0).all()
     md = (tmp_path / "detection_t.md").read_text()

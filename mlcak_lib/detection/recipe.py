@@ -36,6 +36,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+from torchvision.ops import box_iou
 
 from .. import config as _config
 from ..cache import load_or_train
@@ -157,6 +158,23 @@ def evaluate_split(model: OXnetDetector, split: InMemorySplit, resolution: int, 
     boxes = [scale_boxes(b, resolution) for b in split.boxes[:n]]
     return detection_report(boxes, split.box_labels[:n], dets, split.class_names, gt_mm=split.box_mm[:n],
                             mlct=split.mlct[:n] if auroc else None, global_scores=scores if auroc else None)
+
+
+@torch.no_grad()
+def anchor_coverage(model: OXnetDetector, split: InMemorySplit, resolution: int, iou: float = 0.5) -> dict[str, float]:
+    """Share of the split's lesions that some anchor of ``model`` overlaps at IoU >= ``iou`` (RetinaNet's foreground
+    threshold), over all lesions (``"all"``) and per class (NaN without lesions). A lesion without such an anchor is
+    learnt only through the matcher's low-quality matches: at 112 px the course's detector covers far fewer lesions
+    than at 224 px (its anchors shrink with the image, its strides do not), one thing that breaks at low resolution."""
+    model.eval()
+    anchors = model(split.images[resolution][:1]).anchors[0]
+    boxes = torch.cat([scale_boxes(b, resolution) for b in split.boxes]) if split.boxes else torch.zeros(0, 4)
+    labels = torch.cat([lab.reshape(-1) for lab in split.box_labels]) if split.boxes else torch.zeros(0, dtype=torch.long)
+    hit = box_iou(boxes, anchors).amax(dim=1) >= iou if len(boxes) else torch.zeros(0, dtype=torch.bool)
+    share = {"all": float(hit.float().mean()) if len(hit) else float("nan")}
+    for c, name in enumerate(split.class_names):
+        share[name] = float(hit[labels == c].float().mean()) if bool((labels == c).any()) else float("nan")
+    return share
 
 
 def validation_score(model: OXnetDetector, split: InMemorySplit, resolution: int, limit: int | None = None) -> float:
