@@ -39,8 +39,16 @@ from . import config as _config
 from .cache import adapter_fingerprint, simulator_fingerprint, source_hash
 from .dataswitch import data_description, get_splits, resolve_dataset
 from .detection.keys import detection_fingerprint
-from .detection.recipe import (DETECTOR_VARIANTS, REFERENCE, TINY_TRAINING, UPPER_BOUND, anchor_coverage,
-                               detector_training, evaluate_split, get_detector)
+from .detection.recipe import (
+    DETECTOR_VARIANTS,
+    REFERENCE,
+    TINY_TRAINING,
+    UPPER_BOUND,
+    anchor_coverage,
+    detector_training,
+    evaluate_split,
+    get_detector,
+)
 from .envinfo import git_revision, hardware
 from .results import gap_reason, gap_recovered, paired_markdown, paired_table
 

@@ -7,13 +7,13 @@ from dataclasses import fields
 import pandas as pd
 import pytest
 import torch
+from toy_data import toy_split
 
 from mlcak_lib import detection_runner
 from mlcak_lib.cache import config_hash
 from mlcak_lib.detection import recipe
 from mlcak_lib.detection.data import omni_batch
 from mlcak_lib.detection.objective import OXnetObjective, OXnetWeights
-from toy_data import toy_split
 
 TERMS = {f.name for f in fields(OXnetWeights)}
 ADDED = {"box-only": {"detection", "regression"}, "dual-attention": {"dual"}, "prototypes": {"intra", "inter"},
