@@ -16,17 +16,20 @@ from toy_data import toy_split
 TINY = dict(widths=(8, 8, 16, 16, 24), fpn_channels=16, head_convs=1)
 
 
-def _tiny(num_classes=3, size=112, seed=0):
-    return build_detector(num_classes, size, seed=seed, **TINY)
+def _tiny(num_classes=3, size=112, seed=0, **kwargs):
+    return build_detector(num_classes, size, seed=seed, **TINY, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
 # The detector
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size, levels", [(224, [(28, 28), (14, 14), (7, 7)]), (112, [(14, 14), (7, 7), (4, 4)])])
-def test_detector_outputs_at_both_resolutions(size, levels):
-    model = _tiny(size=size)
+@pytest.mark.parametrize("size, same_maps, levels", [(224, False, [(28, 28), (14, 14), (7, 7)]),
+                                                     (224, True, [(28, 28), (14, 14), (7, 7)]),
+                                                     (112, False, [(14, 14), (7, 7), (4, 4)]),
+                                                     (112, True, [(28, 28), (14, 14), (7, 7)])])
+def test_detector_outputs_at_both_resolutions(size, same_maps, levels):
+    model = _tiny(size=size, same_maps=same_maps)
     out = model(torch.rand(2, 1, size, size))
     n = sum(h * w for h, w in levels) * 9
     assert out.level_shapes == levels and out.num_anchors == 9
@@ -38,6 +41,17 @@ def test_detector_outputs_at_both_resolutions(size, levels):
     model.eval()
     dets = model.detect(model(torch.rand(2, 1, size, size)))
     assert len(dets) == 2 and set(dets[0]) == {"boxes", "scores", "labels"}
+
+
+def test_same_maps_gives_112_px_the_anchors_of_224_px_halved():
+    """With ``same_maps`` the first stage's stride follows the image size, so at 112 px every anchor is the 224-px
+    anchor at half scale, to the pixel (same count, same place relative to the film): what keeps lesions covered at 112 px."""
+    sizes = (8, 24, 72)
+    big = _tiny(size=224, same_maps=True, anchor_sizes=sizes)(torch.rand(1, 1, 224, 224)).anchors[0]
+    small = _tiny(size=112, same_maps=True, anchor_sizes=sizes)(torch.rand(1, 1, 112, 112)).anchors[0]
+    assert big.shape == small.shape and torch.allclose(small, big / 2, atol=1.0)  # torchvision rounds to whole px
+    old = _tiny(size=112, same_maps=False, anchor_sizes=sizes)(torch.rand(1, 1, 112, 112)).anchors[0]
+    assert len(old) < len(small)  # strides 8/16/32 at 112 px: a quarter of the anchor positions
 
 
 def test_level_maps_are_the_max_over_anchors():

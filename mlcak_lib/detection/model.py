@@ -1,8 +1,9 @@
 """A CPU-sized RetinaNet with OXnet's global classification head (notebook 07).
 
 The detector is torchvision's :class:`~torchvision.models.detection.RetinaNet` (anchors, focal loss, box
-coding, matching, NMS) on a small convolutional backbone with a three-level FPN (strides 8, 16, 32), made
-for one-channel course images in [0, 1] at 224 or 112 px. Nothing is pretrained and nothing is downloaded.
+coding, matching, NMS) on a small convolutional backbone with a three-level FPN (strides 8, 16, 32; 4, 8, 16 with
+``same_maps`` at 112 px), made for one-channel course images in [0, 1] at 224 or 112 px. Nothing is pretrained
+and nothing is downloaded.
 
 :class:`OXnetDetector` runs the pieces of RetinaNet itself, so one forward pass gives everything OXnet's
 losses need (:class:`DetectorOutput`): the head's logits and box regressions, the anchors, the per-level
@@ -28,7 +29,8 @@ from torchvision.ops import FeaturePyramidNetwork
 from ..dicom import NETWORK_MEAN, NETWORK_STD
 
 #: Anchor sizes (px) of the three FPN levels at 224 px; each is multiplied by 2^0, 2^(1/3), 2^(2/3) and
-#: scaled with the image size. The course's lesions are small (median nodule box about 9 px at 224).
+#: scaled with the image size. The course's lesions span 4 px (calcifications) to about 100 px (cardiomegaly) at
+#: 224; (8, 16, 32) left cardiomegaly and pneumothorax without a foreground anchor (see ``recipe`` for coverage).
 BASE_ANCHOR_SIZES: tuple[int, ...] = (8, 16, 32)
 ASPECT_RATIOS: tuple[float, ...] = (0.5, 1.0, 2.0)
 #: Box-coding weights of the official code (targets divided by 0.1, 0.1, 0.2, 0.2), with smooth-L1.
@@ -47,15 +49,19 @@ def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 class TinyFPNBackbone(nn.Module):
     """Five strided stages (strides 2 ... 32) and an FPN on the last three (C3, C4, C5 -> P3, P4, P5).
 
+    ``stem_stride=1`` keeps the first stage at full resolution (strides 1 ... 16): at 112 px this gives the same
+    feature-map sizes, and so the same anchors relative to the image, as at 224 px.
+
     GroupNorm instead of the official ResNet's frozen BatchNorm: nothing here is pretrained, and batches
     mix two streams of different sizes, so statistics must not depend on the batch.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (16, 24, 32, 64, 96), fpn_channels: int = 64) -> None:
+    def __init__(self, widths: tuple[int, ...] = (16, 24, 32, 64, 96), fpn_channels: int = 64,
+                 stem_stride: int = 2) -> None:
         super().__init__()
         stages, c_in = [], 1
-        for w in widths:
-            stages.append(_block(c_in, w, 2))
+        for i, w in enumerate(widths):
+            stages.append(_block(c_in, w, stem_stride if i == 0 else 2))
             c_in = w
         self.stages = nn.ModuleList(stages)
         self.fpn = FeaturePyramidNetwork(list(widths[-3:]), fpn_channels)
@@ -107,6 +113,8 @@ class DetectorOutput:
 class OXnetDetector(nn.Module):
     """RetinaNet (torchvision) + OXnet's global head, for ``num_classes`` lesion classes (notebook 07).
 
+    ``anchor_sizes``: the three levels' base sizes at 224 px (scaled with ``image_size``); ``same_maps``: the first
+    stage's stride follows the image size (2 at 224, 1 at 112), so both resolutions get the same feature maps.
     ``forward(images)`` takes ``[B, 1, H, W]`` images in [0, 1] and returns a :class:`DetectorOutput`;
     :meth:`detection_loss` (focal loss + smooth-L1, torchvision's matching: IoU >= 0.5 foreground,
     < 0.4 background), :meth:`detect` (boxes, scores, labels after NMS) and :meth:`level_maps` read it.
@@ -114,12 +122,14 @@ class OXnetDetector(nn.Module):
 
     def __init__(self, num_classes: int, image_size: int = 224, widths: tuple[int, ...] = (16, 24, 32, 64, 96),
                  fpn_channels: int = 64, head_convs: int = 2, score_thresh: float = 0.05,
-                 detections_per_img: int = 100) -> None:
+                 detections_per_img: int = 100, anchor_sizes: tuple[int, ...] = BASE_ANCHOR_SIZES,
+                 same_maps: bool = False) -> None:
         super().__init__()
         scale = image_size / 224
-        sizes = tuple(tuple(max(2.0, s * scale * 2 ** (k / 3)) for k in range(3)) for s in BASE_ANCHOR_SIZES)
+        sizes = tuple(tuple(max(2.0, s * scale * 2 ** (k / 3)) for k in range(3)) for s in anchor_sizes)
         anchors = AnchorGenerator(sizes, (ASPECT_RATIOS,) * len(sizes))
-        backbone = TinyFPNBackbone(widths, fpn_channels)
+        stem_stride = max(1, round(2 * image_size / 224)) if same_maps else 2
+        backbone = TinyFPNBackbone(widths, fpn_channels, stem_stride)
         self.net = RetinaNet(backbone, num_classes, anchor_generator=anchors, score_thresh=score_thresh,
                              detections_per_img=detections_per_img, min_size=image_size, max_size=image_size,
                              image_mean=[NETWORK_MEAN], image_std=[NETWORK_STD])

@@ -82,6 +82,8 @@ class DetectorTraining:
     widths: tuple[int, ...] = (16, 24, 32, 64, 96)
     fpn_channels: int = 64
     head_convs: int = 2
+    anchor_sizes: tuple[int, ...] = (8, 16, 32)  # base anchor sizes of the three levels at 224 px
+    same_maps: bool = False  # the same feature-map sizes at 112 px as at 224 px (first stage stride 1)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +93,8 @@ class DetectorTraining:
 
     @property
     def architecture(self) -> dict[str, Any]:
-        return {"widths": tuple(self.widths), "fpn_channels": self.fpn_channels, "head_convs": self.head_convs}
+        return {"widths": tuple(self.widths), "fpn_channels": self.fpn_channels, "head_convs": self.head_convs,
+                "anchor_sizes": tuple(self.anchor_sizes), "same_maps": self.same_maps}
 
 
 #: Training per profile, sized on one CPU core (measured with one other single-thread job on the second core;
@@ -102,6 +105,37 @@ class DetectorTraining:
 #: box above ``teacher_score`` (0.5), so the soft focal term is zero and full OXnet trains as ``prototypes``
 #: (the runner's ``teacher_active`` column says so). Choose the budget on the validation split before the grid.
 #: Full: a wider detector and ten times the steps.
+#:
+#: **Anchors (measured, not yet the default).** Share of lesions with an anchor at IoU >= 0.5
+#: (:func:`anchor_coverage`; train / validation split of the default profile):
+#:
+#: ==========================================================  ===========  ===========
+#: anchors                                                     224 px       112 px
+#: ==========================================================  ===========  ===========
+#: base sizes (8, 16, 32), strides 8/16/32 at both (default)   0.39 / 0.42  0.15 / 0.10
+#: (8, 24, 72), strides 8/16/32 at both                        0.59         0.28 (train)
+#: (8, 24, 72), ``same_maps`` (strides 4/8/16 at 112 px)       0.59 / 0.60  0.58 / 0.60
+#: ==========================================================  ===========  ===========
+#:
+#: (8, 24, 72) covers cardiomegaly (0.02 -> 0.81 on train) and pneumothorax (0.32 -> 0.95); calcifications (about
+#: 4 px) stay at 0.03 with any stride-8 level. ``same_maps`` makes the 112-px detector cost what the 224-px one
+#: does (same feature maps). A stride-4 level (base sizes (6, 16, 40, 96)) would reach 0.86 / 0.85 (train) at four
+#: times the anchors: not tried in training. Validation AP@0.5 (box-only, 224 px, seed 0, one core, best of the
+#: scores at steps 100/200/300; the scores jump by 0.03 between checkpoints, so one seed does not separate them):
+#:
+#: ===================  ========  ======  =====  ===========================  =======
+#: anchors              boxes     steps   lr     val AP@0.5 (100/200/300)     seconds
+#: ===================  ========  ======  =====  ===========================  =======
+#: (8, 16, 32)          1.0       300     1e-3   0.001 / 0.030 / 0.029        161
+#: (8, 24, 72) same     1.0       300     1e-3   0.004 / 0.029 / 0.048        170
+#: (8, 24, 72) same     1.0       300     3e-3   0.000 / 0.000 / 0.000        137
+#: (8, 16, 32)          0.3       300     1e-3   0.023 / 0.041 / 0.003        129
+#: (8, 24, 72) same     0.3       300     1e-3   0.018 / 0.001 / 0.030        137
+#: ===================  ========  ======  =====  ===========================  =======
+#:
+#: Full OXnet at 0.3 with the new anchors: 0.002 / 0.004 / 0.009 (264 s) and the mean teacher still never passes
+#: 0.5 (``teacher_active`` false). So the anchors stay opt-in (``anchor_sizes``, ``same_maps``) until a budget
+#: where the detector learns shows them helping AP.
 DETECTOR_TRAINING: dict[str, DetectorTraining] = {
     "default": DetectorTraining(),
     "full": DetectorTraining(steps=3000, eval_every=500, widths=(24, 32, 48, 96, 160), fpn_channels=96,
