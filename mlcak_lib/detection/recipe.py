@@ -133,7 +133,12 @@ class DetectorTraining:
 #: (8, 24, 72) same     0.3       300     1e-3   0.018 / 0.001 / 0.030        137
 #: ===================  ========  ======  =====  ===========================  =======
 #:
-#: Full OXnet at 0.3 with the new anchors: 0.002 / 0.004 / 0.009 (264 s) and the mean teacher still never passes
+#: 600 steps (box fraction 1.0, lr 1e-3, 291 s each) repeat the first 300 and then score 0.032 / 0.029 / 0.023
+#: at steps 400/500/600 with (8, 16, 32) and 0.017 / 0.016 / 0.029 with (8, 24, 72) ``same_maps``: doubling the
+#: steps adds nothing on either (losses still 2.0-2.9), so the default detector does not learn on the simulator
+#: beyond validation AP@0.5 0.05 at this size and lr, whatever the anchors.
+#:
+#: Full OXnet at 0.3 with the new anchors, 300 steps: 0.002 / 0.004 / 0.009 (264 s) and the mean teacher still never passes
 #: 0.5 (``teacher_active`` false). So the anchors stay opt-in (``anchor_sizes``, ``same_maps``) until a budget
 #: where the detector learns shows them helping AP.
 DETECTOR_TRAINING: dict[str, DetectorTraining] = {
@@ -199,7 +204,8 @@ def anchor_coverage(model: OXnetDetector, split: InMemorySplit, resolution: int,
     """Share of the split's lesions that some anchor of ``model`` overlaps at IoU >= ``iou`` (RetinaNet's foreground
     threshold), over all lesions (``"all"``) and per class (NaN without lesions). A lesion without such an anchor is
     learnt only through the matcher's low-quality matches: at 112 px the course's detector covers far fewer lesions
-    than at 224 px (its anchors shrink with the image, its strides do not), one thing that breaks at low resolution."""
+    than at 224 px (its anchors shrink with the image, its strides do not; ``same_maps`` fixes that, see
+    :data:`DETECTOR_TRAINING`), one thing that breaks at low resolution."""
     model.eval()
     anchors = model(split.images[resolution][:1]).anchors[0]
     boxes = torch.cat([scale_boxes(b, resolution) for b in split.boxes]) if split.boxes else torch.zeros(0, 4)
