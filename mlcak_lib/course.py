@@ -9,7 +9,7 @@ kernel), with the notebook and cell named.
 Conventions the runner keeps (issue 15):
 
 * **Solutions carry no outputs.** Cells tagged ``solution`` still run (so CI checks them), but
-  their outputs and execution counts are removed from the executed copy
+  their outputs are removed from the executed copy (the execution counts stay)
   (:func:`strip_solution_outputs`), so the answer is not on screen next to the question.
   ``scripts/workshop_cells.py`` adds the learner cells (tag ``learner``) and collapses solutions
   for JupyterLab and Colab.
@@ -70,14 +70,13 @@ def cell_tags(cell) -> list[str]:
 
 
 def strip_solution_outputs(nb) -> int:
-    """Remove outputs and execution counts of the cells tagged ``solution``; return how many changed."""
+    """Remove the outputs of the cells tagged ``solution`` (their execution counts stay); return how many changed."""
     changed = 0
     for cell in nb["cells"]:
         if cell.get("cell_type") == "code" and SOLUTION_TAG in cell_tags(cell):
-            if cell.get("outputs") or cell.get("execution_count") is not None:
+            if cell.get("outputs"):
                 changed += 1
-            cell["outputs"] = []
-            cell["execution_count"] = None
+            cell["outputs"] = []  # the execution count stays: the cell ran, in order
     return changed
 
 

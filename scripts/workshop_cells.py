@@ -10,7 +10,7 @@ For every ``notebooks/NN_*.ipynb`` (or the notebooks given):
    ``#@title Solution N (run to check, double-click to show the code)``: Colab's form view shows
    the title instead of the code only when that line is there); a former ``# Solution N`` first
    line is replaced by the title;
-3. solution outputs and execution counts are removed (``mlcak_lib.course.strip_solution_outputs``;
+3. solution outputs are removed (their execution counts stay) (``mlcak_lib.course.strip_solution_outputs``;
    ``python -m mlcak_lib.course run`` does the same to every executed copy);
 4. the import cell (the one calling ``print_environment_report()``) imports and calls
    ``mlcak_lib.viz.use_course_style()`` (110 dpi, column-wide figures, constrained layout), just
