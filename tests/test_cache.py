@@ -242,3 +242,26 @@ def test_import_scan_sees_every_import_form(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
     assert _package_imports("a") == {"b", "c", "d", "e", "f", "h"}
     assert _package_imports("sub") == {"i"}  # its own modules are inside it
+
+
+# Packages with a code key of their own (notebooks 07 and 08: detection, ctxr), checked the same way.
+
+def assert_outside_model_code(package, code):
+    """``package`` never enters the teachers' and students' keys, and ``code`` is closed under imports."""
+    assert package in cache.NOT_MODEL_CODE and package not in cache.MODEL_CODE + cache.TEACHER_CODE
+    for name in (n for n in code if "/" not in n):
+        outside = _package_imports(name) - set(code) - CANNOT_CHANGE_A_MODEL - {"__version__"}
+        assert not outside, f"{name} imports {sorted(outside)}, whose source is not in {package}.keys"
+
+
+def assert_fingerprint_follows(fingerprint, edited, tmp_path, monkeypatch):
+    """Editing ``edited`` (a path inside mlcak_lib) changes ``fingerprint`` and leaves the teacher's key alone."""
+    before, teacher = fingerprint.__wrapped__(), cache.teacher_fingerprint.__wrapped__()
+    copy = tmp_path / "mlcak_lib"
+    shutil.copytree(cache._ROOT, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.npz", "*.pt"))
+    monkeypatch.setattr(cache, "_ROOT", copy)
+    assert fingerprint.__wrapped__() == before
+    path = copy / edited
+    path.write_text(path.read_text() + "\n# an edit\n")
+    assert fingerprint.__wrapped__() != before
+    assert cache.teacher_fingerprint.__wrapped__() == teacher  # the committed teacher stays valid

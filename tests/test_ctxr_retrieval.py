@@ -1,17 +1,15 @@
 """Notebook 08's language-guided retrieval (mlcak_lib.ctxr.retrieval) and the package's own cache key."""
 
-import shutil
 
 import numpy as np
 import pytest
 
-from mlcak_lib import cache
 from mlcak_lib.ctxr import keys
 from mlcak_lib.ctxr.reports import Finding, Findings, random_findings, render, with_standard_negatives
 from mlcak_lib.ctxr.losses import false_negative_mask
 from mlcak_lib.ctxr.retrieval import (ReportIndex, pair_detection_quality, recall_at_k, report_similarity, same_findings,
                                       top_k)
-from test_cache import CANNOT_CHANGE_A_MODEL, _package_imports
+from test_cache import assert_fingerprint_follows, assert_outside_model_code
 
 
 def _pool(n, seed=0):
@@ -76,22 +74,11 @@ def test_report_similarity_is_a_cosine_matrix():
 
 
 def test_ctxr_is_outside_the_teacher_and_student_keys_and_has_its_own():
-    assert "ctxr" in cache.NOT_MODEL_CODE and "ctxr" not in cache.MODEL_CODE + cache.TEACHER_CODE
-    for name in (n for n in keys.CTXR_CODE if "/" not in n):
-        outside = _package_imports(name) - set(keys.CTXR_CODE) - CANNOT_CHANGE_A_MODEL - {"__version__"}
-        assert not outside, f"{name} imports {sorted(outside)}, whose source is not in ctxr.keys.CTXR_CODE"
+    assert_outside_model_code("ctxr", keys.CTXR_CODE)
 
 
 def test_ctxr_fingerprint_follows_the_package_source(tmp_path, monkeypatch):
-    before, teacher = keys.ctxr_fingerprint.__wrapped__(), cache.teacher_fingerprint.__wrapped__()
-    copy = tmp_path / "mlcak_lib"
-    shutil.copytree(cache._ROOT, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.npz", "*.pt"))
-    monkeypatch.setattr(cache, "_ROOT", copy)
-    assert keys.ctxr_fingerprint.__wrapped__() == before
-    path = copy / "ctxr" / "retrieval.py"
-    path.write_text(path.read_text() + "\n# an edit\n")
-    assert keys.ctxr_fingerprint.__wrapped__() != before
-    assert cache.teacher_fingerprint.__wrapped__() == teacher  # the committed teacher stays valid
+    assert_fingerprint_follows(keys.ctxr_fingerprint, "ctxr/retrieval.py", tmp_path, monkeypatch)
 
 
 def test_same_findings_is_the_ground_truth_of_false_negatives():

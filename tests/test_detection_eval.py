@@ -1,18 +1,16 @@
 """Notebook 07's supervision regimes, data adapter, metrics and cache key (mlcak_lib.detection)."""
 
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from mlcak_lib import cache
 from mlcak_lib.detection import evaluate as ev
 from mlcak_lib.detection import keys
 from mlcak_lib.detection.data import detection_targets, omni_batch, scale_boxes
 from mlcak_lib.detection.sampling import (BOXES, LABELS, NONE, TwoStreamBatchSampler, regime_counts, supervision_order,
                                           supervision_regime, two_stream_sampler)
-from test_cache import CANNOT_CHANGE_A_MODEL, _package_imports
+from test_cache import assert_fingerprint_follows, assert_outside_model_code
 from toy_data import toy_split
 
 # --------------------------------------------------------------------------------------------
@@ -181,19 +179,8 @@ def test_detection_report_matches_lesions_with_cocoeval_and_reads_aurocs():
 # --------------------------------------------------------------------------------------------
 
 def test_detection_is_outside_the_teacher_and_student_keys_and_has_its_own():
-    assert "detection" in cache.NOT_MODEL_CODE and "detection" not in cache.MODEL_CODE + cache.TEACHER_CODE
-    for name in keys.DETECTION_CODE:
-        outside = _package_imports(name) - set(keys.DETECTION_CODE) - CANNOT_CHANGE_A_MODEL - {"__version__"}
-        assert not outside, f"{name} imports {sorted(outside)}, whose source is not in detection.keys.DETECTION_CODE"
+    assert_outside_model_code("detection", keys.DETECTION_CODE)
 
 
 def test_detection_fingerprint_follows_the_package_source(tmp_path, monkeypatch):
-    before, teacher = keys.detection_fingerprint.__wrapped__(), cache.teacher_fingerprint.__wrapped__()
-    copy = tmp_path / "mlcak_lib"
-    shutil.copytree(cache._ROOT, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.npz", "*.pt"))
-    monkeypatch.setattr(cache, "_ROOT", copy)
-    assert keys.detection_fingerprint.__wrapped__() == before
-    path = copy / "detection" / "losses.py"
-    path.write_text(path.read_text() + "\n# an edit\n")
-    assert keys.detection_fingerprint.__wrapped__() != before
-    assert cache.teacher_fingerprint.__wrapped__() == teacher  # the committed teacher stays valid
+    assert_fingerprint_follows(keys.detection_fingerprint, "detection/losses.py", tmp_path, monkeypatch)
