@@ -27,7 +27,7 @@ and those masks, before any blur. Nothing of the builder is copied here. Then, p
    where at least half of a voxel); ``voxel_mm`` (1,) float32; ``meta_json`` (source, licence, original
    geometry, blur, crop, the real tumours masked out, the 2-D builder's segmentation notes).
 
-Sizes: about 0.2-0.3 MB per patient, about 1.3 MB for the five. The script prints each file's sha256 and
+Sizes: 0.16-0.28 MB per patient, 1.08 MB for the five. The script prints each file's sha256 and
 size; ``--update-manifest`` writes the rows ``ct_volume_<patient_id>`` into ``data_manifest.csv``.
 
 Usage::
