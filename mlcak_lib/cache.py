@@ -67,8 +67,9 @@ NOT_MODEL_CODE: tuple[str, ...] = (
     # notebook 07's detectors: keyed by their own fingerprint (detection.keys), so the ViT teacher and students stay valid;
     # their runner reads, trains through detection.recipe and writes tables, so it changes no detector either
     "detection", "detection_runner",
-    # notebook 08's CT and report encoders: keyed by their own fingerprint (ctxr.keys), for the same reason
-    "ctxr",
+    # notebook 08's CT and report encoders: keyed by their own fingerprint (ctxr.keys), for the same reason; their
+    # runner loads the committed teacher, trains through ctxr.recipe and writes tables
+    "ctxr", "ctxr_runner",
 )
 #: What the simulator's disk cache (layer 2) depends on besides its settings.
 SIMULATOR_CODE: tuple[str, ...] = ("synth", "resize", "tokens", "datasets", "reference",

@@ -15,9 +15,10 @@ import functools
 from .. import __version__
 from ..cache import SIMULATOR_CODE, source_hash
 
-#: The package and the modules of ``mlcak_lib`` its models depend on. Extend it when the package imports
-#: more (the expert's models, for one): ``tests/test_ctxr_retrieval.py`` fails until it is closed.
-CTXR_CODE: tuple[str, ...] = ("ctxr", *SIMULATOR_CODE)
+#: The package and the modules of ``mlcak_lib`` its models depend on (``metrics``: the AUROC that selects a
+#: checkpoint on the validation split). Extend it when the package imports more: ``tests/test_ctxr_retrieval.py``
+#: fails until it is closed. The X-ray expert enters a CT model's key by its own hash (the teacher's key), not here.
+CTXR_CODE: tuple[str, ...] = ("ctxr", "metrics", *SIMULATOR_CODE)
 
 
 @functools.lru_cache(maxsize=1)
