@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -67,8 +67,10 @@ def load_expert(profile: str | None = None) -> tuple[torch.nn.Module, dict[str, 
 
 
 def run_grid(variants: Sequence[str], seeds: Sequence[int], profile: str | None = None, tiny: bool = False,
-             steps: int | None = None, quiet: bool = False) -> pd.DataFrame:
-    """Train or load every model of the grid and evaluate it on the test split: one row per run."""
+             steps: int | None = None, quiet: bool = False,
+             on_run: Callable[[pd.DataFrame], Any] | None = None) -> pd.DataFrame:
+    """Train or load every model of the grid and evaluate it on the test split: one row per run. ``on_run`` gets the
+    rows so far after each run (the CLI rewrites its files then, so an interrupted grid leaves what it finished)."""
     profile = _config.get_profile(profile)
     unknown = [v for v in variants if v not in CTXR_VARIANTS]
     if unknown:
@@ -96,6 +98,8 @@ def run_grid(variants: Sequence[str], seeds: Sequence[int], profile: str | None 
                    "config_hash": info["hash"], "cache_hit": info["cache_hit"], "train_seconds": info["train_seconds"],
                    "wall_seconds": time.perf_counter() - start, **base}
             rows.append(row)
+            if on_run is not None:
+                on_run(pd.DataFrame(rows))
             if not quiet:
                 how = "cached" if info["cache_hit"] else f"trained in {info['train_seconds']:.0f} s"
                 print(f"{variant}, seed {seed}: zero-shot macro AUROC {row['zs_macro_auroc']:.3f}, "
@@ -199,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         if args.threads:
             torch.set_num_threads(args.threads)
-        df = run_grid(args.variants, args.seeds, profile, args.tiny, args.steps, args.quiet)
+        df = run_grid(args.variants, args.seeds, profile, args.tiny, args.steps, args.quiet,
+                      on_run=lambda rows: write(rows, args.out, tag))
     csv, md = write(df, args.out, tag)
     if not args.quiet:
         print(f"wrote {csv} ({len(df)} runs) and {md}")
