@@ -94,6 +94,16 @@ def test_the_loop_keeps_the_best_validated_checkpoint_and_a_fixed_budget(monkeyp
     assert not all(torch.equal(final[k], seen[1][k]) for k in final)
 
 
+def test_the_learning_rate_warms_up_linearly_then_decays_to_zero_on_a_cosine():
+    cfg = recipe.TINY_TRAINING.replace(steps=10, warmup=4, cosine=True)
+    factors = [recipe.learning_rate_factor(s, cfg) for s in range(11)]
+    assert factors[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert factors[4] == pytest.approx(1.0) and factors[7] == pytest.approx(0.5) and factors[10] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    flat = recipe.TINY_TRAINING.replace(steps=10)
+    assert {recipe.learning_rate_factor(s, flat) for s in range(10)} == {1.0}
+
+
 def test_anchor_coverage_counts_lesions_with_a_foreground_anchor():
     split = toy_split(6, resolutions=(224,))
     model = recipe.build_detector(3, 224, seed=0, **recipe.TINY_TRAINING.architecture)

@@ -75,6 +75,8 @@ class DetectorTraining:
     lr: float = 1e-3
     weight_decay: float = 0.0
     clip: float = 0.1  # gradient-norm clipping of the official code
+    warmup: int = 0  # steps of linear learning-rate warm-up
+    cosine: bool = False  # cosine decay of the learning rate to zero at the last step
     eval_every: int = 100  # steps between validation scores (and at the last step)
     val_images: int | None = None  # validation films scored (None: all)
     teacher_decay: float = TEACHER_DECAY
@@ -223,6 +225,17 @@ def validation_score(model: OXnetDetector, split: InMemorySplit, resolution: int
     return float(next(r["ap50"] for r in report["strata"] if r["stratum"] == "all"))
 
 
+def learning_rate_factor(step: int, cfg: DetectorTraining) -> float:
+    """The learning rate at optimiser step ``step`` (from 0) as a fraction of ``cfg.lr``: linear warm-up over
+    ``cfg.warmup`` steps, then constant or (``cfg.cosine``) a cosine decay that reaches zero at ``cfg.steps``."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if not cfg.cosine:
+        return 1.0
+    span = max(1, cfg.steps - cfg.warmup)
+    return 0.5 * (1.0 + float(np.cos(np.pi * min(1.0, (step - cfg.warmup) / span))))
+
+
 def train_detector(model: OXnetDetector, train: InMemorySplit, val: InMemorySplit | None, resolution: int,
                    codes: np.ndarray, weights: OXnetWeights, cfg: DetectorTraining, seed: int = 0,
                    progress: bool | None = None) -> list[dict[str, Any]]:
@@ -238,6 +251,7 @@ def train_detector(model: OXnetDetector, train: InMemorySplit, val: InMemorySpli
     objective = OXnetObjective(model.num_classes, model.global_head.in_channels, weights, cfg.teacher_score)
     teacher = make_teacher(model) if uses_teacher(weights) else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: learning_rate_factor(s, cfg))
     history: list[dict[str, Any]] = []
     sums: dict[str, float] = {}
     best_key, best_state, step, epoch, count, start = -np.inf, None, 0, 0, 0, time.perf_counter()
@@ -251,6 +265,7 @@ def train_detector(model: OXnetDetector, train: InMemorySplit, val: InMemorySpli
             terms["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
+            sched.step()
             if teacher is not None:
                 ema_update(teacher, model, cfg.teacher_decay, step)
             step, count = step + 1, count + 1
