@@ -1,6 +1,6 @@
 """The data manifest: every data asset the course uses, with provenance, licence and checksum.
 
-``data_manifest.csv`` (repository root) has one row per asset with the columns
+``data_manifest.csv`` (repository root; installed with the package as ``mlcak_lib/data/data_manifest.csv``) has one row per asset with the columns
 ``id, kind, description, source, license, access, local_path, sha256, bytes, used_in, citation``.
 ``access`` says how a learner gets the asset:
 
@@ -86,13 +86,19 @@ class AssetStatus:
         return f"{self.id:<34} {self.access:<12} {self.status:<8} {self.detail}"
 
 
+#: The manifest's copy inside the package: in a checkout a symbolic link to the root file (one source of truth),
+#: in an installed wheel (``pip install "mlcak @ git+..."``, as on Colab) the file itself, so the simulator can
+#: verify its assets without a checkout.
+PACKAGED_MANIFEST = Path(__file__).resolve().parent / "data" / MANIFEST_NAME
+
+
 def default_manifest_path() -> Path:
-    """``data_manifest.csv`` at the repository root (it ships with the repository checkout)."""
+    """``data_manifest.csv`` at the repository root, else the copy installed with the package (:data:`PACKAGED_MANIFEST`)."""
     candidates = []
     root = repo_root()
     if root is not None:
         candidates.append(root / MANIFEST_NAME)
-    candidates.append(Path(__file__).resolve().parent.parent / MANIFEST_NAME)
+    candidates += [Path(__file__).resolve().parent.parent / MANIFEST_NAME, PACKAGED_MANIFEST]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -103,7 +109,10 @@ def default_manifest_path() -> Path:
 
 
 def _base_dir(manifest_path: Path) -> Path:
-    return manifest_path.resolve().parent
+    """The folder the manifest's ``local_path`` entries are relative to: the repository root, which for the copy
+    installed inside the package (``<site-packages>/mlcak_lib/data/``) is two levels up."""
+    folder = manifest_path.resolve().parent
+    return folder.parent.parent if folder == PACKAGED_MANIFEST.parent else folder
 
 
 def read_manifest(path: str | os.PathLike | None = None) -> list[ManifestEntry]:

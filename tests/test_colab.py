@@ -151,7 +151,14 @@ DRIVER = textwrap.dedent('''
         commands.clear()
     import mlcak_lib, torch
     from mlcak_lib import config
+    from mlcak_lib.manifest import verify_manifest
+    from mlcak_lib.synth.patients import PATIENTS, verify_patient
     pkg = Path(mlcak_lib.__file__).parent
+    try:  # the simulator checks its assets against the manifest: it must ship with the package
+        report["assets"] = {s.id: s.status for s in verify_manifest()}
+        report["patients"] = [str(verify_patient(p)) for p in PATIENTS]
+    except Exception as exc:  # reported, the test fails on it
+        report["assets"] = repr(exc)
     report.update(mlcak_lib=str(pkg), torch=torch.__file__, repo_root=str(config.repo_root()),
                   results_dir=str(config.results_dir()), url=config.repo_url(),
                   data={rel: (pkg / rel).stat().st_size if (pkg / rel).is_file() else None for rel in job["data"]})
@@ -165,7 +172,10 @@ def _snapshot(dest: Path) -> Path:
                             capture_output=True).stdout.decode().split("\0")
     for rel in filter(None, listed):
         src = ROOT / rel
-        if src.is_file():
+        if src.is_symlink():  # as git stores it (the packaged manifest links to the root file)
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(src), dest / rel)
+        elif src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false"]
@@ -239,6 +249,10 @@ def test_simulated_colab(tmp_path):
     assert installed.is_relative_to(venv) and not installed.is_relative_to(ROOT), installed
     assert report["repo_root"] == "None" and Path(report["results_dir"]).is_relative_to(installed)
     assert report["url"] == URL, "the installed metadata carries the canonical URL"
+    assert isinstance(report["assets"], dict), f"the installed package cannot verify its data: {report['assets']}"
+    local = {k: v for k, v in report["assets"].items() if v != "skipped"}
+    assert local and set(local.values()) == {"ok"}, local
+    assert all(Path(p).is_relative_to(installed) for p in report["patients"]), report["patients"]
     assert not Path(report["torch"]).is_relative_to(venv), "Colab's torch is kept, not reinstalled"
     assert not list(Path(purelib).glob("torch*")), "pip installed torch into the fresh environment"
     for rel in data:
