@@ -244,6 +244,17 @@ def tuning_summary(tuning: pd.DataFrame, reference: str = "output-kd", score: st
     return pd.DataFrame(rows)
 
 
+def ci_text(low: float, high: float) -> str:
+    """A 95 % interval as the course writes it: ``[low, high]``, signed, three decimals (notebook 05)."""
+    return f"[{low:+.3f}, {high:+.3f}]"
+
+
+def with_ci(table: pd.DataFrame, column: str = "95 % CI") -> pd.DataFrame:
+    """``table`` (with ``ci_low`` and ``ci_high``, as :func:`paired_table` gives) plus its intervals as text
+    (:func:`ci_text`) in ``column``, for display."""
+    return table.assign(**{column: [ci_text(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"])]})
+
+
 def paired_markdown(table: pd.DataFrame, title: str | None = None) -> str:
     """:func:`paired_table` as markdown: one row per model and resolution, one column per metric."""
     lines = [f"## {title}", ""] if title else []
@@ -255,7 +266,7 @@ def paired_markdown(table: pd.DataFrame, title: str | None = None) -> str:
         for m in metrics:
             row = g[g["metric"] == m].iloc[0]
             mark = " **above 0**" if row["ci_low"] > 0 else ""
-            cells.append(f"{row['diff']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] ({row['wins']}/{row['n']}){mark}")
+            cells.append(f"{row['diff']:+.3f} {ci_text(row['ci_low'], row['ci_high'])} ({row['wins']}/{row['n']}){mark}")
         lines.append(f"| {model} | {r} | {ref} | {g['n'].iloc[0]} | " + " | ".join(cells) + " |")
     lines += ["", "Seed-paired differences (variant − reference, same seeds), 95 % confidence intervals from the "
               "t distribution with n − 1 degrees of freedom; test split (unseen patients).", ""]

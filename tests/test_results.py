@@ -99,3 +99,12 @@ def test_paired_table_pairs_within_extra_groups():
     assert table["diff"].tolist() == pytest.approx([0.11, -0.005])
     assert table["wins"].tolist() == [3, 1]
     assert list(table.columns[:6]) == ["model", "variant", "student", "resolution", "n_train", "reference"]
+
+
+def test_intervals_are_written_one_way_in_tables_and_markdown():
+    assert results.ci_text(-0.0304, 0.1) == "[-0.030, +0.100]"
+    table = pd.DataFrame({"model": ["a"], "resolution": [28], "reference": ["b"], "metric": ["mcct_auroc"], "n": [3],
+                          "diff": [0.05], "ci_low": [0.012], "ci_high": [0.0884], "wins": [3]})
+    shown = results.with_ci(table)
+    assert shown["95 % CI"].tolist() == ["[+0.012, +0.088]"] and "95 % CI" not in table
+    assert "+0.050 [+0.012, +0.088] (3/3) **above 0**" in results.paired_markdown(table)
