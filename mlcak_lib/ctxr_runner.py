@@ -143,14 +143,16 @@ def markdown(df: pd.DataFrame, title: str = "CT understanding from an X-ray expe
     lines = [f"## {title}", "", *settings_lines(df), "",
              "Test split (CT studies of a patient unseen in training); mean ± std over seeds; the training budget was "
              "chosen on the validation split (ctxr.recipe.CTXR_TRAINING). `+fn`: false-negative correction. R@K (same findings) "
-             "counts every report with the study's findings as relevant; R@10 (own report) only its own report.", "",
+             "counts every report with the study's findings as relevant; R@10 (own report) only its own report. In the paired "
+             "table, px is the encoder's input grid (voxels per axis).", "",
              "| variant | seeds | " + " | ".join(METRICS.values()) + " |", "|---|---:|" + "---|" * len(METRICS)]
     for _, row in summary.iterrows():
         cells = [_pm(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS]
         lines.append(f"| {row['variant']} | {row['seeds']} | " + " | ".join(cells) + " |")
     paired = paired_table(df.assign(student=""), reference=REFERENCE, metrics=list(METRICS))
     if len(paired):
-        lines += ["", paired_markdown(paired, f"Seed-paired differences against {REFERENCE}")]
+        shown = paired.assign(metric=paired["metric"].map(METRICS))  # labels: a column name's "|" would split a cell
+        lines += ["", paired_markdown(shown, f"Seed-paired differences against {REFERENCE}")]
         head = paired[(paired["variant"] == HEADLINE) & (paired["metric"] == "zs_macro_auroc")]
         for _, r in head.iterrows():
             verdict = "above zero" if r["ci_low"] > 0 else "not above zero"

@@ -37,6 +37,8 @@ def test_tiny_run_writes_the_csv_and_the_table(tiny_grid):
     md = (tiny_grid / "ctxr_default-tiny.md").read_text()
     assert "Seed-paired differences against " + recipe.REFERENCE in md and "95 %" in md
     assert f"{recipe.HEADLINE} minus {recipe.REFERENCE} on zero-shot macro AUROC" in md
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len({line.count("|") for line in table if "Δ" in line or "[" in line}) == 1  # no "|" inside a cell
 
 
 def test_merge_joins_runs_and_a_later_row_wins(tiny_grid, tmp_path):
