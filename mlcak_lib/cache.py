@@ -69,7 +69,7 @@ NOT_MODEL_CODE: tuple[str, ...] = (
     "detection", "detection_runner",
     # notebook 08's CT and report encoders: keyed by their own fingerprint (ctxr.keys), for the same reason; their
     # runner loads the committed teacher, trains through ctxr.recipe and writes tables
-    "ctxr", "ctxr_runner",
+    "ctxr", "ctxr_runner", "ctxr_viz",
 )
 #: What the simulator's disk cache (layer 2) depends on besides its settings.
 SIMULATOR_CODE: tuple[str, ...] = ("synth", "resize", "tokens", "datasets", "reference",

@@ -1,9 +1,9 @@
-"""Notebook 08's CT figures (mlcak_lib.ctxr.viz): slice orientation, the views' cross-hair, the AP figure."""
+"""Notebook 08's CT figures (mlcak_lib.ctxr_viz): slice orientation, the views' cross-hair, the AP figure."""
 
 import matplotlib.pyplot as plt  # the Agg backend: tests/conftest.py
 import numpy as np
 
-from mlcak_lib.ctxr import viz as cviz
+from mlcak_lib import ctxr_viz as cviz
 from mlcak_lib.ctxr.volumes import CTLesion, CTStudy, ap_projection, project_box
 
 

@@ -1,10 +1,10 @@
 """Figures of notebook 08 (issue 17): a simulated CT study in three orthogonal views next to its AP projection.
 
-Display follows the radiological convention, the one :func:`.volumes.ap_projection` already uses: the patient's
+Display follows the radiological convention, the one :func:`.ctxr.volumes.ap_projection` already uses: the patient's
 right on the viewer's left, superior up, and in the axial view anterior up; the sagittal view has anterior on the
-left. Volumes are ``(x, y, z)`` LAS (:mod:`.volumes`): axis 0 towards the patient's left, 1 anterior, 2 superior.
+left. Volumes are ``(x, y, z)`` LAS (:mod:`.ctxr.volumes`): axis 0 towards the patient's left, 1 anterior, 2 superior.
 :func:`orthogonal_slices` and :func:`slice_point` are pure (tested); the ``show_*`` functions draw on given axes
-with :func:`mlcak_lib.viz.draw_boxes` and its class colours (class index = position in :data:`.volumes.CT_CLASSES`).
+with :func:`mlcak_lib.viz.draw_boxes` and its class colours (class index = position in :data:`.ctxr.volumes.CT_CLASSES`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..viz import class_color, draw_boxes
-from .volumes import CT_CLASSES, ap_projection, project_box
+from .ctxr.volumes import CT_CLASSES, ap_projection, project_box
+from .viz import class_color, draw_boxes
 
 VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
 #: Each view's (row axis, column axis) in words, for axis labels.
@@ -96,7 +96,7 @@ def show_orthogonal(volume: np.ndarray, point: Sequence[int], axes, lesion=None,
 
 
 def projection_image(volume: np.ndarray, voxel_mm: float) -> np.ndarray:
-    """:func:`.volumes.ap_projection` scaled to [0, 1] for display (1st to 99.5th percentile; bone bright)."""
+    """:func:`.ctxr.volumes.ap_projection` scaled to [0, 1] for display (1st to 99.5th percentile; bone bright)."""
     p = ap_projection(volume, voxel_mm)
     lo, hi = np.percentile(p, [1.0, 99.5])
     return np.clip((p - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
