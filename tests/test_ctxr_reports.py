@@ -84,3 +84,13 @@ def test_contradictions_and_foreign_sentences_are_refused():
 def test_findings_are_canonically_ordered():
     a, b = Finding("Pneumothorax", "left"), Finding("Nodule/Mass", "right", "upper", 5)
     assert Findings((a, b)) == Findings((b, a)) and Findings((a, b)).labels == ("Nodule/Mass", "Pneumothorax")
+
+
+def test_the_article_follows_how_the_size_is_read_and_still_parses():
+    from mlcak_lib.ctxr import reports as r
+    for mm, article in ((8, "an"), (11, "an"), (18, "an"), (12, "a"), (30, "a"), (5, "a")):
+        found = r.with_standard_negatives([r.Finding("Nodule/Mass", "right", "upper", mm)])
+        texts = {r.render(found, seed) for seed in range(24)}
+        sized = [t.lower() for t in texts if f" {mm} mm" in t and f" of {mm} mm" not in t]
+        assert sized and all(f"{article} {mm} mm" in t for t in sized), (mm, sized)
+        assert all(r.parse(t) == found for t in texts)

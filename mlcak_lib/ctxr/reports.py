@@ -181,8 +181,13 @@ def _finding_sentence(f: Finding, rng: np.random.Generator) -> str:
     spec = SPECS[f.label]
     template = spec.phrasings[int(rng.integers(len(spec.phrasings)))]
     size = _size(f.size_mm, bool(rng.integers(2)) and f.size_mm >= 10) if f.size_mm is not None else ""
-    return template.format(side=f.side or "", loc=_loc(spec, f.side, f.zone) if spec.region else "",
-                           size=size, noun=_noun(f.label, f.size_mm)) + "."
+    sentence = template.format(side=f.side or "", loc=_loc(spec, f.side, f.zone) if spec.region else "",
+                               size=size, noun=_noun(f.label, f.size_mm))
+    return _AN_RE.sub("an ", sentence) + "."
+
+
+#: "a" before a size read with a vowel sound (8, 80-89, 8.5, 11, 18, 1.1 is "one point one": "a").
+_AN_RE = re.compile(r"\ba (?=8|11(?![\d.])|18(?![\d.]))")
 
 
 def _join(nouns: list[str]) -> str:
@@ -227,6 +232,8 @@ def _pattern(label: str, template: str) -> re.Pattern:
     locs = "|".join(re.escape(t) for t in sorted(_loc_table(spec), key=len, reverse=True)) if spec.region else ""
     slots = {"{size}": _SIZE_RE, "{side}": _SIDE_RE, "{loc}": f"(?P<loc>{locs})",
              "{noun}": "(?P<noun>calcification)" if label == _NAME[calcification] else "(?P<noun>nodule|mass)"}
+    template = template.replace("a {size}", "{article} {size}")
+    slots["{article}"] = "an?"
     parts = re.split(r"(\{\w+\})", template)
     return re.compile("".join(slots.get(p, re.escape(p)) for p in parts))
 
