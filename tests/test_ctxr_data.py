@@ -71,3 +71,18 @@ def test_xray_pool_is_separate_films_with_reports_and_expert_embeddings(tmp_path
     assert data.xray_pool(5, cache_folder=tmp_path).reports == pool.reports  # reports without an expert
     with pytest.raises(ValueError, match="expert_id"):
         data.xray_pool(5, _FakeExpert(), None, tmp_path)
+
+
+def test_anatomical_variation_moves_the_anatomy_but_keeps_the_volume_and_air():
+    rng = np.random.default_rng(0)
+    vol = np.full((32, 32, 32), -1000.0, np.float32)
+    vol[10:22, 8:24, 6:26] = 40.0  # a soft-tissue block
+    a = data.vary_anatomy(vol, np.random.default_rng(1))
+    b = data.vary_anatomy(vol, np.random.default_rng(2))
+    assert a.shape == vol.shape and not np.allclose(a, b) and not np.allclose(a, vol)
+    assert np.allclose(data.vary_anatomy(vol, np.random.default_rng(1)), a)  # seeded
+    assert a[0, 0, 0] == -1000.0 and a.max() <= 40.0 + 1e-3 and a.min() >= -1000.0 - 1e-3
+    tissue = lambda v: float((v > -480).sum())
+    assert 0.75 < tissue(a) / tissue(vol) < 1.3  # scale within 8 % per axis
+    still = data.vary_anatomy(vol, rng, {"scale": 0.0, "rotate_deg": 0.0, "shift_vox": 0.0})
+    assert np.allclose(still, vol, atol=1e-3)  # no variation, no change

@@ -10,6 +10,11 @@
   and never the CT test patient. Each film's report comes from :func:`.films.findings_from_sample`; with an expert
   given, each film's expert embedding too (:func:`expert_embeddings`, the frozen expert's class-token feature).
 
+**Anatomical variation** (:func:`vary_anatomy`, the course's choice, as the radiograph simulator varies each
+film): every study's volume is resampled with its own random affine (per-axis scale 0.92-1.08, a rotation of up
+to 6 degrees about the body axis, a shift of up to 2 voxels; air outside), seeded by the study, so two normal
+studies of one patient are not the same volume and a model cannot just learn three anatomies by heart.
+
 Documented choices: volumes are windowed to [0, 1] (:func:`.volumes.normalise`, -1000..400 HU) and averaged
 2 x 2 x 2 to 32^3 voxels of 10.6 mm by default (``input_size``): a CPU budget (a training step on a batch of 32
 costs 0.06 s on one core at 32^3, 0.6 s at 64^3); nodules under about 10 mm fade at that grid, as on a
@@ -104,10 +109,33 @@ def _cached(kind: str, key: dict[str, Any], build: Callable[[], dict[str, Any]],
     return data
 
 
+#: :func:`vary_anatomy`'s ranges: per-axis scale, rotation about the body axis (degrees), shift (voxels).
+ANATOMY: dict[str, float] = {"scale": 0.08, "rotate_deg": 6.0, "shift_vox": 2.0}
+ANATOMY_SEED = 30_303
+
+
+def vary_anatomy(volume: np.ndarray, rng: np.random.Generator, ranges: dict[str, float] = ANATOMY,
+                 air_hu: float = -1000.0) -> np.ndarray:
+    """``volume`` ``(x, y, z)`` (HU) resampled with a random affine about its centre (module docstring): scale
+    ``1 ± ranges["scale"]`` per axis, a rotation in the x-y plane (about the superior axis) of up to
+    ``ranges["rotate_deg"]``, a shift of up to ``ranges["shift_vox"]`` per axis; trilinear, ``air_hu`` outside."""
+    from scipy.ndimage import affine_transform
+
+    scale = 1.0 + rng.uniform(-ranges["scale"], ranges["scale"], 3)
+    angle = np.deg2rad(rng.uniform(-ranges["rotate_deg"], ranges["rotate_deg"]))
+    c, s = np.cos(angle), np.sin(angle)
+    rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    matrix = rotation @ np.diag(1.0 / scale)  # output voxel -> input voxel (about the centre)
+    centre = (np.asarray(volume.shape, float) - 1) / 2
+    offset = centre - matrix @ centre + rng.uniform(-ranges["shift_vox"], ranges["shift_vox"], 3)
+    return affine_transform(np.asarray(volume, np.float32), matrix, offset, order=1, mode="constant", cval=air_hu)
+
+
 def ct_data_key(split: str, n: int, input_size: int) -> dict[str, Any]:
     """What identifies a cached CT split (and enters the CT models' keys through :mod:`.recipe`)."""
     return {"split": split, "n": int(n), "input_size": int(input_size), "patients": split_patients(split),
-            "grid": GRID, "window_hu": (-1000.0, 400.0), "code": ctxr_fingerprint(), "volumes": volume_sha256s()}
+            "grid": GRID, "window_hu": (-1000.0, 400.0), "anatomy": dict(ANATOMY, seed=ANATOMY_SEED),
+            "code": ctxr_fingerprint(), "volumes": volume_sha256s()}
 
 
 def ct_split(split: str, n: int, input_size: int = 32, cache_folder: str | Path | None = None,
@@ -122,7 +150,8 @@ def ct_split(split: str, n: int, input_size: int = 32, cache_folder: str | Path 
         for i in tqdm(range(n), desc=f"CT studies ({split})", disable=not progress, leave=False):
             pid = patients[i % len(patients)]
             study = simulate_study(pid, i)
-            vols.append(downsample(normalise(study.volume), input_size))
+            varied = vary_anatomy(study.volume, np.random.default_rng([ANATOMY_SEED, i]))
+            vols.append(downsample(normalise(varied), input_size))
             reports.append(render(study.findings, seed=i))
             who.append(pid)
         return {"volumes": torch.stack(vols).half(), "reports": reports, "patients": who}
