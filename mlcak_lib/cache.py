@@ -70,6 +70,8 @@ NOT_MODEL_CODE: tuple[str, ...] = (
     # notebook 08's CT and report encoders: keyed by their own fingerprint (ctxr.keys), for the same reason; their
     # runner loads the committed teacher, trains through ctxr.recipe and writes tables
     "ctxr", "ctxr_runner", "ctxr_viz",
+    # the two runners' shared command line (it trains nothing itself)
+    "runner_cli",
 )
 #: What the simulator's disk cache (layer 2) depends on besides its settings.
 SIMULATOR_CODE: tuple[str, ...] = ("synth", "resize", "tokens", "datasets", "reference",

@@ -50,6 +50,7 @@ from .ctxr.recipe import (
 from .envinfo import git_revision, hardware
 from .recipes import get_teacher
 from .results import paired_markdown, paired_table
+from .runner_cli import add_common_arguments, run_or_merge
 
 RUN_KEYS: list[str] = ["variant", "seed"]
 #: Columns summarised and compared: column -> label.
@@ -183,34 +184,16 @@ def write(df: pd.DataFrame, out: str | Path, tag: str) -> tuple[Path, Path]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlcak-ctxr", description="Notebook 08's ablations x seeds: train or load each "
                                 "CT encoder (distilled from the committed X-ray teacher), score it on unseen patients.")
-    p.add_argument("--profile", default=None, help="default or full (default: $MLCAK_PROFILE or 'default')")
     p.add_argument("--variants", nargs="+", default=list(CTXR_VARIANTS), help="ablations (default: all)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (init, batch order, labelled 10 %%)")
-    p.add_argument("--out", default=str(_config.output_dir()), help="output folder (default: config.output_dir())")
-    p.add_argument("--tag", default=None, help="file stem suffix (default: the profile, + '-tiny')")
-    p.add_argument("--tiny", action="store_true", help="a few dozen studies, a few steps, a tiny encoder (tests)")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps instead of the profile's")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--merge", nargs="+", default=None, metavar="CSV", help="join runner CSVs instead of training")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    return p
+    return add_common_arguments(p, "a few dozen studies, a few steps, a tiny encoder (tests)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    profile = _config.get_profile(args.profile)
-    tag = args.tag or (profile + ("-tiny" if args.tiny else ""))
-    if args.merge:
-        df = merge(args.merge)
-    else:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        df = run_grid(args.variants, args.seeds, profile, args.tiny, args.steps, args.quiet,
-                      on_run=lambda rows: write(rows, args.out, tag))
-    csv, md = write(df, args.out, tag)
-    if not args.quiet:
-        print(f"wrote {csv} ({len(df)} runs) and {md}")
-    return 0
+    return run_or_merge(args, lambda profile, tag: run_grid(args.variants, args.seeds, profile, args.tiny, args.steps,
+                                                            args.quiet, on_run=lambda rows: write(rows, args.out, tag)),
+                        merge, write)
 
 
 if __name__ == "__main__":

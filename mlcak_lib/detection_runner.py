@@ -33,7 +33,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import config as _config
 from .cache import adapter_fingerprint, simulator_fingerprint, source_hash
@@ -51,6 +50,7 @@ from .detection.recipe import (
 )
 from .envinfo import git_revision, hardware
 from .results import gap_reason, gap_recovered, paired_markdown, paired_table
+from .runner_cli import add_common_arguments, run_or_merge
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.1, 0.3)
 DEFAULT_RESOLUTIONS: tuple[int, ...] = (224, 112)
@@ -217,7 +217,6 @@ def write(df: pd.DataFrame, out: str | Path, tag: str) -> tuple[Path, Path]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlcak-detect", description="OXnet's ablations x box fractions x resolutions x "
                                 "seeds (notebook 07): train or load each detector, evaluate it on the test split.")
-    p.add_argument("--profile", default=None, help="default or full (default: $MLCAK_PROFILE or 'default')")
     p.add_argument("--variants", nargs="+", default=list(DETECTOR_VARIANTS), help="ablations, each adding terms")
     p.add_argument("--box-fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS),
                    help="fractions of the training films with boxes (the others have image labels)")
@@ -225,31 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolutions", nargs="+", type=int, default=list(DEFAULT_RESOLUTIONS), help="detector input px")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (init, batch order, boxed films)")
     p.add_argument("--dataset", default=None, help="default $MLCAK_DATASET or synth (needs boxes: synth, vindr)")
-    p.add_argument("--out", default=str(_config.output_dir()), help="output folder (default: config.output_dir())")
-    p.add_argument("--tag", default=None, help="file stem suffix (default: the profile, + '-tiny')")
-    p.add_argument("--tiny", action="store_true", help="a few dozen films, 2 steps, a tiny detector (tests)")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps instead of the profile's")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--merge", nargs="+", default=None, metavar="CSV", help="join runner CSVs instead of training")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    return p
+    return add_common_arguments(p, "a few dozen films, 2 steps, a tiny detector (tests)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    profile = _config.get_profile(args.profile)
-    tag = args.tag or (profile + ("-tiny" if args.tiny else ""))
-    if args.merge:
-        df = merge(args.merge)
-    else:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        df = run_grid(args.variants, args.box_fractions, args.resolutions, args.seeds, profile, args.dataset,
-                      args.tiny, args.steps, not args.no_upper_bound, args.quiet)
-    csv, md = write(df, args.out, tag)
-    if not args.quiet:
-        print(f"wrote {csv} ({len(df)} runs) and {md}")
-    return 0
+    return run_or_merge(args, lambda profile, tag: run_grid(args.variants, args.box_fractions, args.resolutions,
+                                                            args.seeds, profile, args.dataset, args.tiny, args.steps,
+                                                            not args.no_upper_bound, args.quiet),
+                        merge, write)
 
 
 if __name__ == "__main__":
