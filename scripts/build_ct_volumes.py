@@ -45,7 +45,6 @@ reproducible.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import tempfile
@@ -188,14 +187,8 @@ def main(argv=None) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     for pid in args.only or PATIENTS:
-        target = Path(args.out) / f"{pid}.npz"
-        bca.write_npz_deterministic(target, build_volume(pid, Path(args.ct_dir), args.wheel, work))
-        data = target.read_bytes()
-        print(f"wrote {target.name}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}", flush=True)
-        if args.update_manifest:
-            from mlcak_lib.manifest import upsert_entries
-
-            upsert_entries([manifest_entry(pid, target)], ROOT / "data_manifest.csv")
+        bpa.write_asset(Path(args.out) / f"{pid}.npz", build_volume(pid, Path(args.ct_dir), args.wheel, work),
+                        (lambda t, p=pid: manifest_entry(p, t)) if args.update_manifest else None)
 
 
 if __name__ == "__main__":

@@ -1031,6 +1031,18 @@ def manifest_entry(pid: str, path: Path):
                           used_in="simulator patients (mlcak_lib.synth.patients; notebook 01); patient-wise splits")
 
 
+def write_asset(target: Path, arrays: dict, manifest_row=None) -> None:
+    """Write ``arrays`` to ``target`` byte-for-byte reproducibly, print its size and sha256, and (when
+    ``manifest_row(target)`` is given) put its row into data_manifest.csv. Shared with build_ct_volumes.py."""
+    bca.write_npz_deterministic(target, arrays)
+    data = target.read_bytes()
+    print(f"wrote {target.name}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}", flush=True)
+    if manifest_row is not None:
+        from mlcak_lib.manifest import upsert_entries
+
+        upsert_entries([manifest_row(target)], ROOT / "data_manifest.csv")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("ct_dir", nargs="?", default=str(DEFAULT_CT_DIR), help="folder with the CTs (default: %(default)s)")
@@ -1043,14 +1055,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     for pid in args.only or PATIENTS:
         arrays = build_patient(pid, Path(args.ct_dir), args.wheel, Path(args.preview) if args.preview else None)
-        target = out / f"{pid}.npz"
-        bca.write_npz_deterministic(target, arrays)
-        data = target.read_bytes()
-        print(f"wrote {target.name}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}", flush=True)
-        if args.update_manifest:
-            from mlcak_lib.manifest import upsert_entries
-
-            upsert_entries([manifest_entry(pid, target)], ROOT / "data_manifest.csv")
+        write_asset(out / f"{pid}.npz", arrays, (lambda t, p=pid: manifest_entry(p, t)) if args.update_manifest else None)
 
 
 if __name__ == "__main__":
