@@ -30,7 +30,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -49,8 +48,14 @@ from .ctxr.recipe import (
 )
 from .envinfo import git_revision, hardware
 from .recipes import get_teacher
-from .results import paired_markdown, paired_table
-from .runner_cli import add_common_arguments, run_or_merge
+from .results import paired_markdown, paired_table, pm_text
+from .runner_cli import (
+    add_common_arguments,
+    merge_runs,
+    run_or_merge,
+    seed_summary,
+    write_tables,
+)
 
 RUN_KEYS: list[str] = ["variant", "seed"]
 #: Columns summarised and compared: column -> label.
@@ -110,17 +115,9 @@ def run_grid(variants: Sequence[str], seeds: Sequence[int], profile: str | None 
 
 def summarize(df: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
     """Per variant (in :data:`CTXR_VARIANTS` order): seeds, mean and std of each metric."""
-    agg = df.groupby("variant", sort=False)[list(metrics)].agg(["mean", "std"])
-    agg.columns = [f"{m}_{s}" for m, s in agg.columns]
-    agg.insert(0, "seeds", df.groupby("variant", sort=False)["seed"].nunique())
     order = {v: i for i, v in enumerate(CTXR_VARIANTS)}
-    return agg.reset_index().sort_values("variant", key=lambda s: s.map(order)).reset_index(drop=True)
-
-
-def _pm(mean: float, std: float) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.3f} ± {std:.3f}" if np.isfinite(std) else f"{mean:.3f}"
+    return (seed_summary(df, ["variant"], metrics).sort_values("variant", key=lambda s: s.map(order))
+            .reset_index(drop=True))
 
 
 def settings_lines(df: pd.DataFrame) -> list[str]:
@@ -148,7 +145,7 @@ def markdown(df: pd.DataFrame, title: str = "CT understanding from an X-ray expe
              "table, px is the encoder's input grid (voxels per axis).", "",
              "| variant | seeds | " + " | ".join(METRICS.values()) + " |", "|---|---:|" + "---|" * len(METRICS)]
     for _, row in summary.iterrows():
-        cells = [_pm(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS]
+        cells = [pm_text(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS]
         lines.append(f"| {row['variant']} | {row['seeds']} | " + " | ".join(cells) + " |")
     paired = paired_table(df.assign(student=""), reference=REFERENCE, metrics=list(METRICS))
     if len(paired):
@@ -165,20 +162,14 @@ def markdown(df: pd.DataFrame, title: str = "CT understanding from an X-ray expe
 
 def merge(csvs: Sequence[str | Path]) -> pd.DataFrame:
     """Runs from several CSVs; a later row replaces an earlier one of the same (variant, seed, tiny)."""
-    df = pd.concat([pd.read_csv(p) for p in csvs], ignore_index=True)
-    return df.drop_duplicates(subset=[*RUN_KEYS, "tiny"], keep="last").reset_index(drop=True)
+    return merge_runs(csvs, RUN_KEYS)
 
 
 def write(df: pd.DataFrame, out: str | Path, tag: str) -> tuple[Path, Path]:
     """``ctxr_<tag>.csv`` and ``ctxr_<tag>.md`` in ``out``."""
     if df.empty:
         raise ValueError("no runs to write")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    csv, md = out / f"ctxr_{tag}.csv", out / f"ctxr_{tag}.md"
-    df.to_csv(csv, index=False)
-    md.write_text(markdown(df, f"CT understanding from an X-ray expert: ablations ({tag})"), encoding="utf-8")
-    return csv, md
+    return write_tables(df, out, f"ctxr_{tag}", markdown(df, f"CT understanding from an X-ray expert: ablations ({tag})"))
 
 
 def build_parser() -> argparse.ArgumentParser:

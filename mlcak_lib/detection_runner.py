@@ -49,8 +49,14 @@ from .detection.recipe import (
     get_detector,
 )
 from .envinfo import git_revision, hardware
-from .results import gap_reason, gap_recovered, paired_markdown, paired_table
-from .runner_cli import add_common_arguments, run_or_merge
+from .results import gap_reason, gap_recovered, paired_markdown, paired_table, pm_text
+from .runner_cli import (
+    add_common_arguments,
+    merge_runs,
+    run_or_merge,
+    seed_summary,
+    write_tables,
+)
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.1, 0.3)
 DEFAULT_RESOLUTIONS: tuple[int, ...] = (224, 112)
@@ -134,11 +140,7 @@ def run_grid(variants: Sequence[str], fractions: Sequence[float], resolutions: S
 
 def summarize(df: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
     """Per (variant, box fraction, resolution): seeds, mean and std of each metric."""
-    keys = ["variant", "box_fraction", "resolution"]
-    agg = df.groupby(keys, sort=False)[list(metrics)].agg(["mean", "std"])
-    agg.columns = [f"{m}_{s}" for m, s in agg.columns]
-    agg.insert(0, "seeds", df.groupby(keys, sort=False)["seed"].nunique())
-    return agg.reset_index()
+    return seed_summary(df, ["variant", "box_fraction", "resolution"], metrics)
 
 
 def gap_table(df: pd.DataFrame, metrics: Sequence[str] = GAP_METRICS) -> pd.DataFrame:
@@ -166,12 +168,6 @@ def _reworded(reason: str) -> str:
     return reason.replace("teacher", "upper bound").replace("baseline", REFERENCE)
 
 
-def _pm(mean: float, std: float) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.3f} ± {std:.3f}" if np.isfinite(std) else f"{mean:.3f}"
-
-
 def markdown(df: pd.DataFrame, title: str = "Detection ablations") -> str:
     """The runner's markdown: summary, seed-paired differences against ``box-only`` and the gap recovered."""
     summary = summarize(df)
@@ -180,7 +176,7 @@ def markdown(df: pd.DataFrame, title: str = "Detection ablations") -> str:
              "| variant | boxes | px | seeds | " + " | ".join(METRICS.values()) + " |",
              "|---|---:|---:|---:|" + "---|" * len(METRICS)]
     for _, row in summary.iterrows():
-        cells = [_pm(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS]
+        cells = [pm_text(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS]
         lines.append(f"| {row['variant']} | {row['box_fraction']:.0%} | {row['resolution']} | {row['seeds']} | "
                      + " | ".join(cells) + " |")
     paired = paired_table(df.assign(student=""), reference=REFERENCE, metrics=list(METRICS), by=["box_fraction"])
@@ -200,18 +196,12 @@ def markdown(df: pd.DataFrame, title: str = "Detection ablations") -> str:
 
 def merge(csvs: Sequence[str | Path]) -> pd.DataFrame:
     """Runs from several CSVs; a later row replaces an earlier one of the same (variant, fraction, px, seed, tiny)."""
-    df = pd.concat([pd.read_csv(p) for p in csvs], ignore_index=True)
-    return df.drop_duplicates(subset=[*RUN_KEYS, "tiny"], keep="last").reset_index(drop=True)
+    return merge_runs(csvs, RUN_KEYS)
 
 
 def write(df: pd.DataFrame, out: str | Path, tag: str) -> tuple[Path, Path]:
     """``detection_<tag>.csv`` and ``detection_<tag>.md`` in ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    csv, md = out / f"detection_{tag}.csv", out / f"detection_{tag}.md"
-    df.to_csv(csv, index=False)
-    md.write_text(markdown(df, f"Detection ablations ({tag})"), encoding="utf-8")
-    return csv, md
+    return write_tables(df, out, f"detection_{tag}", markdown(df, f"Detection ablations ({tag})"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -273,7 +273,8 @@ def paired_markdown(table: pd.DataFrame, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _pm(mean: float, std: float) -> str:
+def pm_text(mean: float, std: float) -> str:
+    """``mean ± std`` with three decimals (``mean`` alone without a std, ``n/a`` without a mean): table cells."""
     if not np.isfinite(mean):
         return "n/a"
     return f"{mean:.3f} ± {std:.3f}" if np.isfinite(std) else f"{mean:.3f}"
@@ -288,7 +289,7 @@ def localization_summary(table: pd.DataFrame, stratum: str = "all") -> pd.DataFr
             if not np.isfinite(r.get(f"{cols[0]}_mean", np.nan)):
                 continue
             rows.append({"model": r.get("model", r["variant"]), "px": r["resolution"], "map": label,
-                         **{m: _pm(r[f"{c}_mean"], r[f"{c}_std"]) for m, c in zip(LOC_METRICS, cols)}})
+                         **{m: pm_text(r[f"{c}_mean"], r[f"{c}_std"]) for m, c in zip(LOC_METRICS, cols)}})
     return pd.DataFrame(rows, columns=["model", "px", "map", *LOC_METRICS])
 
 
@@ -302,11 +303,11 @@ def markdown_table(table: pd.DataFrame, title: str | None = None) -> str:
         return f"{100 * x:.0f} %" if np.isfinite(x) else "–"
 
     for _, row in table.iterrows():
-        size = [_pm(row.get(f"auroc_size[{b}]_mean", np.nan), row.get(f"auroc_size[{b}]_std", np.nan))
+        size = [pm_text(row.get(f"auroc_size[{b}]_mean", np.nan), row.get(f"auroc_size[{b}]_std", np.nan))
                 for b, _, _ in SIZE_BINS]
         lines.append(f"| {row.get('model', row['variant'])} | {row['resolution']} | {row['n_seeds']} | "
-                     f"{_pm(row['mcct_auroc_mean'], row['mcct_auroc_std'])} | {pct(row['gap_mcct_auroc'])} | "
-                     f"{_pm(row['mlct_macro_auroc_mean'], row['mlct_macro_auroc_std'])} | {pct(row['gap_mlct_macro_auroc'])} | "
+                     f"{pm_text(row['mcct_auroc_mean'], row['mcct_auroc_std'])} | {pct(row['gap_mcct_auroc'])} | "
+                     f"{pm_text(row['mlct_macro_auroc_mean'], row['mlct_macro_auroc_std'])} | {pct(row['gap_mlct_macro_auroc'])} | "
                      + " | ".join(size) + " |")
     lines += ["", "Gap recovered = (AUROC_student − AUROC_baseline) / (AUROC_teacher − AUROC_baseline), "
               "on means over seeds at the same resolution, shown only when the teacher–baseline gap is more than "
@@ -323,7 +324,7 @@ def markdown_table(table: pd.DataFrame, title: str | None = None) -> str:
                   "| variant | px | attention: pointing | attention: mass in boxes | local head: token AUROC | local head: pointing |",
                   "|---|---:|---|---|---|---|"]
         for _, row in table.iterrows():
-            cells = [_pm(row.get(f"{loc_column(m, k)}_mean", np.nan), row.get(f"{loc_column(m, k)}_std", np.nan))
+            cells = [pm_text(row.get(f"{loc_column(m, k)}_mean", np.nan), row.get(f"{loc_column(m, k)}_std", np.nan))
                      for m, k in shown]
             lines.append(f"| {row.get('model', row['variant'])} | {row['resolution']} | " + " | ".join(cells) + " |")
         lines += ["", "Attention: class-token attention rollout on the 7×7 token grid; local head: the any-lesion map "

@@ -3,6 +3,7 @@
 
 :func:`add_common_arguments` adds the options every such runner has (profile, output, tag, tiny, steps, threads,
 merge, quiet); :func:`run_or_merge` is their common ``main``: join CSVs or run the grid, write the table, say where.
+:func:`seed_summary`, :func:`merge_runs` and :func:`write_tables` are the runners' shared table steps.
 """
 
 from __future__ import annotations
@@ -15,6 +16,30 @@ import pandas as pd
 import torch
 
 from . import config as _config
+
+
+def seed_summary(df: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``keys`` (in first-seen order): ``seeds`` (distinct), then ``<metric>_mean`` and ``<metric>_std``."""
+    agg = df.groupby(list(keys), sort=False)[list(metrics)].agg(["mean", "std"])
+    agg.columns = [f"{m}_{s}" for m, s in agg.columns]
+    agg.insert(0, "seeds", df.groupby(list(keys), sort=False)["seed"].nunique())
+    return agg.reset_index()
+
+
+def merge_runs(csvs: Sequence[str | Path], keys: Sequence[str]) -> pd.DataFrame:
+    """Runs from several runner CSVs; a later row replaces an earlier one with the same ``keys`` and ``tiny``."""
+    df = pd.concat([pd.read_csv(p) for p in csvs], ignore_index=True)
+    return df.drop_duplicates(subset=[*keys, "tiny"], keep="last").reset_index(drop=True)
+
+
+def write_tables(df: pd.DataFrame, out: str | Path, stem: str, markdown_text: str) -> tuple[Path, Path]:
+    """``<stem>.csv`` (``df``) and ``<stem>.md`` (``markdown_text``) in ``out`` (created)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, md = out / f"{stem}.csv", out / f"{stem}.md"
+    df.to_csv(csv, index=False)
+    md.write_text(markdown_text, encoding="utf-8")
+    return csv, md
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, tiny_help: str) -> argparse.ArgumentParser:
