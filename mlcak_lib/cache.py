@@ -66,7 +66,7 @@ NOT_MODEL_CODE: tuple[str, ...] = (
     "resolution_loss", "results", "runner", "stats", "threads", "viz",
     # notebook 07's detectors: keyed by their own fingerprint (detection.keys), so the ViT teacher and students stay valid;
     # their runner reads, trains through detection.recipe and writes tables, so it changes no detector either
-    "detection", "detection_runner",
+    "detection", "detection_runner", "detection_viz",
     # notebook 08's CT and report encoders: keyed by their own fingerprint (ctxr.keys), for the same reason; their
     # runner loads the committed teacher, trains through ctxr.recipe and writes tables
     "ctxr", "ctxr_runner", "ctxr_viz",
@@ -173,6 +173,7 @@ def load_or_train(
     code: str | None = None,
     committed: str | os.PathLike | None = None,
     code_names: tuple[str, ...] = TEACHER_CODE,
+    rebuild: str = checkpoints.REBUILD_COMMAND,
 ) -> tuple[nn.Module, list[dict[str, Any]], dict[str, Any]]:
     """Return a trained model from a committed checkpoint or the cache (layer 1), or build, train and cache it.
 
@@ -191,8 +192,8 @@ def load_or_train(
     ``committed``: the path of a checkpoint committed in the package (:mod:`mlcak_lib.checkpoints`); it
     is loaded when its key equals this one (``info["committed"] = True``, ``info["path"]`` =
     ``"package:<file name>"``), and otherwise refused with a :class:`~mlcak_lib.checkpoints.StaleCheckpointWarning`
-    that names what changed (``code_names``: the modules ``code`` was made of), after which the cache
-    or training takes over.
+    that names what changed (``code_names``: the modules ``code`` was made of) and how to rebuild it
+    (``rebuild``), after which the cache or training takes over.
     """
     h = config_hash(name, config_dict, code)
     if committed is not None and Path(committed).exists():
@@ -205,7 +206,7 @@ def load_or_train(
         reason = checkpoints.stale_reason(ckpt, config_dict, code_parts(code_names))
         warnings.warn(checkpoints.StaleCheckpointWarning(
             f"committed checkpoint {Path(committed).name} is stale and was not loaded (changed: {reason}); "
-            f"rebuild it with `{checkpoints.REBUILD_COMMAND}`"
+            f"rebuild it with `{rebuild}`"
             f"{' (load_only: not trained here)' if load_only else ' (training it here instead)'}"), stacklevel=2)
     folder = cache_dir(cache_folder) / "models"
     folder.mkdir(parents=True, exist_ok=True)

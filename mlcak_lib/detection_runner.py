@@ -38,17 +38,21 @@ from . import config as _config
 from .cache import adapter_fingerprint, simulator_fingerprint, source_hash
 from .dataswitch import data_description, get_splits, resolve_dataset
 from .detection.keys import detection_fingerprint
+from .detection.pretrain import PRETRAIN_SEED, PRETRAINING, TINY_PRETRAINING, BackboneClassifier
 from .detection.recipe import (
     DETECTOR_VARIANTS,
     REFERENCE,
     TINY_TRAINING,
     UPPER_BOUND,
+    DetectorTraining,
     anchor_coverage,
     detector_training,
     evaluate_split,
+    get_backbone,
     get_detector,
 )
 from .envinfo import git_revision, hardware
+from .splits import InMemorySplit
 from .results import gap_reason, gap_recovered, paired_markdown, paired_table, pm_text
 from .runner_cli import (
     add_common_arguments,
@@ -58,8 +62,9 @@ from .runner_cli import (
     write_tables,
 )
 
-DEFAULT_FRACTIONS: tuple[float, ...] = (0.1, 0.3)
-DEFAULT_RESOLUTIONS: tuple[int, ...] = (224, 112)
+#: The committed grid's box fractions and resolution (why: :data:`mlcak_lib.detection.recipe.DETECTOR_TRAINING`).
+DEFAULT_FRACTIONS: tuple[float, ...] = (0.005, 0.02)
+DEFAULT_RESOLUTIONS: tuple[int, ...] = (112,)
 #: ``--tiny``: split sizes for tests and smoke runs (training: :data:`~mlcak_lib.detection.recipe.TINY_TRAINING`).
 TINY_SIZES: dict[str, int] = {"train": 32, "val": 16, "test": 16}
 RUN_KEYS: list[str] = ["variant", "box_fraction", "resolution", "seed"]
@@ -69,11 +74,41 @@ METRICS: dict[str, str] = {"ap50": "AP@0.5", "ap50_95": "AP@[.5:.95]", "froc@1":
 GAP_METRICS: tuple[str, ...] = ("ap50", "ap50_95")
 
 
-def detection_data_description(dataset: str, profile: str, sizes: dict[str, int] | None = None) -> dict[str, Any]:
+def detection_data_description(dataset: str, profile: str, sizes: dict[str, int] | None = None,
+                               seed: int = 0) -> dict[str, Any]:
     """:func:`~mlcak_lib.dataswitch.data_description` plus the data code: the simulator's (or the adapters')
     source and that of the switch, which the detectors' code fingerprint does not cover."""
     code = simulator_fingerprint() if dataset == "synth" else adapter_fingerprint()
-    return {**data_description(dataset, profile, 0, sizes), "data_code": f"{source_hash('dataswitch', 'datasets')}+{code}"}
+    return {**data_description(dataset, profile, seed, sizes), "data_code": f"{source_hash('dataswitch', 'datasets')}+{code}"}
+
+
+def pretraining_pool(resolution: int, profile: str | None = None, dataset: str | None = None,
+                     sizes: dict[str, int] | None = None) -> tuple[InMemorySplit, InMemorySplit, dict[str, Any]]:
+    """The backbone's pretraining pool, the validation split that picks its epoch, and the pool's description.
+
+    Simulator: the training patients' films of simulator seed :data:`~mlcak_lib.detection.pretrain.PRETRAIN_SEED`,
+    which no detector trains on. Real data has one set of films: the pool is the training split itself (its image
+    labels; the box-only detectors then share them, which the simulator's separate pool avoids)."""
+    profile = _config.get_profile(profile)
+    dataset = resolve_dataset(dataset)
+    seed = PRETRAIN_SEED if dataset == "synth" else 0
+    pool = get_splits((resolution,), profile, seed=seed, splits=("train",), sizes=sizes, dataset=dataset)["train"]
+    val = get_splits((resolution,), profile, splits=("val",), sizes=sizes, dataset=dataset)["val"]
+    return pool, val, detection_data_description(dataset, profile, sizes, seed)
+
+
+def pretrained_backbone(resolution: int, config: DetectorTraining, profile: str | None = None,
+                        dataset: str | None = None, sizes: dict[str, int] | None = None, tiny: bool = False,
+                        load_only: bool = False, progress: bool | None = None) -> tuple[BackboneClassifier, str] | None:
+    """``(classifier, key hash)`` of the pretrained backbone that ``config``'s detectors start from at ``resolution``
+    (:func:`~mlcak_lib.detection.recipe.get_backbone` on :func:`pretraining_pool`); None when ``config`` starts from
+    scratch."""
+    if not config.pretrained:
+        return None
+    pool, val, desc = pretraining_pool(resolution, profile, dataset, sizes)
+    model, _, info = get_backbone(pool, val, desc, resolution, config, TINY_PRETRAINING if tiny else PRETRAINING,
+                                  profile, load_only=load_only, progress=progress)
+    return model, info["hash"]
 
 
 def runs(variants: Sequence[str], fractions: Sequence[float], upper_bound: bool = True) -> list[tuple[str, float]]:
@@ -106,7 +141,7 @@ def run_grid(variants: Sequence[str], fractions: Sequence[float], resolutions: S
     if unknown:
         raise SystemExit(f"unknown detector variant(s) {unknown}; choose from {', '.join(DETECTOR_VARIANTS)}")
     sizes = dict(TINY_SIZES) if tiny else None
-    cfg = TINY_TRAINING if tiny else detector_training(profile)
+    cfg = TINY_TRAINING.replace(pretrained=True) if tiny else detector_training(profile)
     if steps is not None:
         cfg = cfg.replace(steps=int(steps), eval_every=min(cfg.eval_every, int(steps)))
     desc = detection_data_description(dataset, profile, sizes)
@@ -116,11 +151,12 @@ def run_grid(variants: Sequence[str], fractions: Sequence[float], resolutions: S
             "git_rev": rev, "git_dirty": dirty, **hardware()}
     rows = []
     for r in resolutions:
+        backbone = pretrained_backbone(r, cfg, profile, dataset, sizes, tiny, progress=not quiet)
         for variant, fraction in runs(variants, fractions, upper_bound):
             for seed in seeds:
                 start = time.perf_counter()
                 model, history, info = get_detector(variant, fraction, r, seed, splits, desc, profile, cfg,
-                                                    progress=not quiet)
+                                                    progress=not quiet, backbone=backbone)
                 report = evaluate_split(model, splits["test"], r)
                 coverage = anchor_coverage(model, splits["test"], r)["all"]
                 best = next((h for h in reversed(history) if h.get("best")), history[-1] if history else {})

@@ -12,10 +12,12 @@ What exists (the library groundwork of issue 16):
 * :mod:`.objective` -- every OXnet term on one mixed batch;
 * :mod:`.evaluate` -- COCO AP (pycocotools), FROC (MONAI), image-level AUROC, by lesion size;
 * :mod:`.keys` -- the code fingerprint of detectors (this package is outside ``cache.MODEL_CODE``);
+* :mod:`.pretrain` -- the backbone pretrained on image labels of films the experiment never trains on (the
+  part ImageNet plays in the paper);
 * :mod:`.recipe` -- the ablations as named weight settings, the training settings per profile, the loop and
   :func:`~.recipe.get_detector` (load or train under :func:`.keys.detection_fingerprint`).
 
 The grid (ablations x box fractions x resolutions x seeds, evaluated on the test split) is run by
 :mod:`mlcak_lib.detection_runner` (``mlcak-detect``), which lives outside this package so that editing it changes
-no detector's key. What is next: the committed grid and notebook 07.
+no detector's key. Notebook 07 reads the committed grid.
 """

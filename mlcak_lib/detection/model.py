@@ -2,8 +2,8 @@
 
 The detector is torchvision's :class:`~torchvision.models.detection.RetinaNet` (anchors, focal loss, box
 coding, matching, NMS) on a small convolutional backbone with a three-level FPN (strides 8, 16, 32; 4, 8, 16 with
-``same_maps`` at 112 px), made for one-channel course images in [0, 1] at 224 or 112 px. Nothing is pretrained
-and nothing is downloaded.
+``same_maps`` at 112 px), made for one-channel course images in [0, 1] at 224 or 112 px. Nothing is downloaded;
+the backbone's stages can start from an image classifier pretrained on other films (:mod:`.pretrain`).
 
 :class:`OXnetDetector` runs the pieces of RetinaNet itself, so one forward pass gives everything OXnet's
 losses need (:class:`DetectorOutput`): the head's logits and box regressions, the anchors, the per-level
@@ -35,6 +35,11 @@ BASE_ANCHOR_SIZES: tuple[int, ...] = (8, 16, 32)
 ASPECT_RATIOS: tuple[float, ...] = (0.5, 1.0, 2.0)
 #: Box-coding weights of the official code (targets divided by 0.1, 0.1, 0.2, 0.2), with smooth-L1.
 BOX_WEIGHTS: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
+
+
+def stem_stride(image_size: int, same_maps: bool) -> int:
+    """The first stage's stride: 2, or with ``same_maps`` one that follows the image size (2 at 224 px, 1 at 112 px)."""
+    return max(1, round(2 * image_size / 224)) if same_maps else 2
 
 
 def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -128,8 +133,7 @@ class OXnetDetector(nn.Module):
         scale = image_size / 224
         sizes = tuple(tuple(max(2.0, s * scale * 2 ** (k / 3)) for k in range(3)) for s in anchor_sizes)
         anchors = AnchorGenerator(sizes, (ASPECT_RATIOS,) * len(sizes))
-        stem_stride = max(1, round(2 * image_size / 224)) if same_maps else 2
-        backbone = TinyFPNBackbone(widths, fpn_channels, stem_stride)
+        backbone = TinyFPNBackbone(widths, fpn_channels, stem_stride(image_size, same_maps))
         self.net = RetinaNet(backbone, num_classes, anchor_generator=anchors, score_thresh=score_thresh,
                              detections_per_img=detections_per_img, min_size=image_size, max_size=image_size,
                              image_mean=[NETWORK_MEAN], image_std=[NETWORK_STD])
@@ -144,6 +148,11 @@ class OXnetDetector(nn.Module):
         nn.init.zeros_(self.global_head.weight)  # the official code's start: "avoid gradient explode"
         self.num_classes = num_classes
         self.image_size = image_size
+
+    def load_backbone(self, stages: nn.ModuleList) -> "OXnetDetector":
+        """Copy pretrained backbone ``stages`` (:class:`~.pretrain.BackboneClassifier`'s) into this detector."""
+        self.net.backbone.stages.load_state_dict(stages.state_dict())
+        return self
 
     @property
     def detection_parameters(self) -> list[nn.Parameter]:
