@@ -33,12 +33,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from . import config as _config
 from .cache import adapter_fingerprint, simulator_fingerprint, source_hash
 from .dataswitch import data_description, get_splits, resolve_dataset
 from .detection.keys import detection_fingerprint
-from .detection.pretrain import PRETRAIN_SEED, PRETRAINING, TINY_PRETRAINING, BackboneClassifier
+from .detection.pretrain import PRETRAIN_SEED, PRETRAINING, TINY_PRETRAINING, BackboneClassifier, classifier_auroc
 from .detection.recipe import (
     DETECTOR_VARIANTS,
     REFERENCE,
@@ -50,6 +51,7 @@ from .detection.recipe import (
     evaluate_split,
     get_backbone,
     get_detector,
+    predict,
 )
 from .envinfo import git_revision, hardware
 from .splits import InMemorySplit
@@ -82,6 +84,12 @@ def detection_data_description(dataset: str, profile: str, sizes: dict[str, int]
     return {**data_description(dataset, profile, seed, sizes), "data_code": f"{source_hash('dataswitch', 'datasets')}+{code}"}
 
 
+def tiny_named(desc: dict[str, Any], tiny: bool) -> dict[str, Any]:
+    """``desc`` with ``dataset`` marked ``-tiny`` for ``--tiny`` runs: their files are then named apart from the
+    committed checkpoints (which a tiny run would otherwise meet, and refuse, under the same name)."""
+    return {**desc, "dataset": f"{desc['dataset']}-tiny"} if tiny else desc
+
+
 def pretraining_pool(resolution: int, profile: str | None = None, dataset: str | None = None,
                      sizes: dict[str, int] | None = None) -> tuple[InMemorySplit, InMemorySplit, dict[str, Any]]:
     """The backbone's pretraining pool, the validation split that picks its epoch, and the pool's description.
@@ -106,9 +114,14 @@ def pretrained_backbone(resolution: int, config: DetectorTraining, profile: str 
     if not config.pretrained:
         return None
     pool, val, desc = pretraining_pool(resolution, profile, dataset, sizes)
-    model, _, info = get_backbone(pool, val, desc, resolution, config, TINY_PRETRAINING if tiny else PRETRAINING,
+    model, _, info = get_backbone(pool, val, tiny_named(desc, tiny), resolution, config, TINY_PRETRAINING if tiny else PRETRAINING,
                                   profile, load_only=load_only, progress=progress)
     return model, info["hash"]
+
+
+def percent(fraction: float) -> str:
+    """A box fraction as the tables and figures write it: ``0.005`` -> ``"0.5 %"``, ``1.0`` -> ``"100 %"``."""
+    return f"{100 * float(fraction):g} %"
 
 
 def runs(variants: Sequence[str], fractions: Sequence[float], upper_bound: bool = True) -> list[tuple[str, float]]:
@@ -131,6 +144,20 @@ def flat_report(report: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+#: Validation films on which a committed detector's or backbone's check is recorded (and re-measured by the tests).
+CHECK_FILMS = 64
+
+
+def committed_check(model: nn.Module, val: InMemorySplit, resolution: int) -> dict[str, float]:
+    """What ``scripts/commit_detectors.py`` records and the tests reproduce on the first :data:`CHECK_FILMS` films of
+    ``val``: a detector's summed detection scores and mean image score, or a backbone classifier's macro AUROC."""
+    if isinstance(model, BackboneClassifier):
+        return {"n": CHECK_FILMS, "auroc": classifier_auroc(model, val, resolution)}
+    dets, scores = predict(model, val, resolution, limit=CHECK_FILMS)
+    return {"n": CHECK_FILMS, "score_sum": float(sum(float(d["scores"].sum()) for d in dets)),
+            "global_mean": float(scores.mean())}
+
+
 def run_grid(variants: Sequence[str], fractions: Sequence[float], resolutions: Sequence[int], seeds: Sequence[int],
              profile: str | None = None, dataset: str | None = None, tiny: bool = False, steps: int | None = None,
              upper_bound: bool = True, quiet: bool = False) -> pd.DataFrame:
@@ -144,7 +171,7 @@ def run_grid(variants: Sequence[str], fractions: Sequence[float], resolutions: S
     cfg = TINY_TRAINING.replace(pretrained=True) if tiny else detector_training(profile)
     if steps is not None:
         cfg = cfg.replace(steps=int(steps), eval_every=min(cfg.eval_every, int(steps)))
-    desc = detection_data_description(dataset, profile, sizes)
+    desc = tiny_named(detection_data_description(dataset, profile, sizes), tiny)
     splits = get_splits(tuple(resolutions), profile, splits=("train", "val", "test"), sizes=sizes, dataset=dataset)
     rev, dirty = git_revision()
     base = {"dataset": dataset, "profile": profile, "tiny": bool(tiny), "detector_code": detection_fingerprint(),
@@ -170,7 +197,7 @@ def run_grid(variants: Sequence[str], fractions: Sequence[float], resolutions: S
                 rows.append(row)
                 if not quiet:
                     how = "cached" if info["cache_hit"] else f"trained in {info['train_seconds']:.0f} s"
-                    print(f"{variant} @ {fraction:.0%} boxes, {r} px, seed {seed}: AP50 {row['ap50']:.3f} ({how})", flush=True)
+                    print(f"{variant} @ {percent(fraction)} boxes, {r} px, seed {seed}: AP50 {row['ap50']:.3f} ({how})", flush=True)
     return pd.DataFrame(rows)
 
 
@@ -213,19 +240,19 @@ def markdown(df: pd.DataFrame, title: str = "Detection ablations") -> str:
              "|---|---:|---:|---:|" + "---|" * len(METRICS)]
     for _, row in summary.iterrows():
         cells = [pm_text(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS]
-        lines.append(f"| {row['variant']} | {row['box_fraction']:.0%} | {row['resolution']} | {row['seeds']} | "
+        lines.append(f"| {row['variant']} | {percent(row['box_fraction'])} | {row['resolution']} | {row['seeds']} | "
                      + " | ".join(cells) + " |")
     paired = paired_table(df.assign(student=""), reference=REFERENCE, metrics=list(METRICS), by=["box_fraction"])
     if len(paired):
-        paired["model"] = [f"{v} @ {f:.0%} boxes" for v, f in zip(paired["variant"], paired["box_fraction"])]
+        paired["model"] = [f"{v} @ {percent(f)} boxes" for v, f in zip(paired["variant"], paired["box_fraction"])]
         lines += ["", paired_markdown(paired, f"{title}: seed-paired differences against {REFERENCE}")]
     gaps = gap_table(df)
     if len(gaps):
         lines += [f"## {title}: gap recovered between {REFERENCE} and the upper bound ({UPPER_BOUND[0]} at "
-                  f"{UPPER_BOUND[1]:.0%} boxes)", "", "| variant | boxes | px | metric | gap recovered |", "|---|---:|---:|---|---|"]
+                  f"{percent(UPPER_BOUND[1])} boxes)", "", "| variant | boxes | px | metric | gap recovered |", "|---|---:|---:|---|---|"]
         for _, g in gaps.iterrows():
             text = f"{100 * g['gap_recovered']:.0f} %" if np.isfinite(g["gap_recovered"]) else f"not shown ({g['note']})"
-            lines.append(f"| {g['variant']} | {g['box_fraction']:.0%} | {g['resolution']} | {g['metric']} | {text} |")
+            lines.append(f"| {g['variant']} | {percent(g['box_fraction'])} | {g['resolution']} | {g['metric']} | {text} |")
         lines.append("")
     return "\n".join(lines)
 

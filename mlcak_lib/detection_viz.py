@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .detection_runner import percent as pct  # one way to write a box fraction, for tables and figures
 from .viz import class_color, draw_boxes
 
 #: Colours of the three kinds of supervision (boxes, image labels only, none), in the sampler's code order.
@@ -25,11 +26,6 @@ SUPERVISION_COLORS: tuple[str, str, str] = ("#0072b2", "#e69f00", "#bbbbbb")
 #: Colours of the variants in the grid figure (the reference grey).
 VARIANT_COLORS: dict[str, str] = {"box-only": "#7f7f7f", "dual-attention": "#56b4e9", "prototypes": "#009e73",
                                   "oxnet": "#d55e00"}
-
-
-def pct(fraction: float) -> str:
-    """A box fraction as the figures write it: ``0.005`` -> ``"0.5 %"``, ``0.1`` -> ``"10 %"``."""
-    return f"{100 * float(fraction):g} %"
 
 
 def _np(x: Any) -> np.ndarray:

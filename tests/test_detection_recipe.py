@@ -138,8 +138,8 @@ def test_tiny_grid_writes_the_table_and_a_rerun_loads_every_detector(tmp_path, m
         assert col in df.columns, col
     assert df["config_hash"].nunique() == 6 and (df.loc[df["box_fraction"] == 1.0, "n_labels"] == 0).all()
     md = (tmp_path / "detection_t.md").read_text()
-    assert "seed-paired differences against box-only" in md and "oxnet @ 50% boxes" in md
-    assert "gap recovered" in md and "| box-only | 100% | 112 | 2 |" in md
+    assert "seed-paired differences against box-only" in md and "oxnet @ 50 % boxes" in md
+    assert "gap recovered" in md and "| box-only | 100 % | 112 | 2 |" in md
 
     def no_training(*args, **kwargs):
         raise AssertionError("a rerun must load every detector from the cache")
