@@ -208,7 +208,8 @@ def summarize(df: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> pd.D
 
 def gap_table(df: pd.DataFrame, metrics: Sequence[str] = GAP_METRICS) -> pd.DataFrame:
     """The share of the gap between ``box-only`` and the upper bound that each variant recovers, per box fraction,
-    resolution and metric (means over seeds; NaN with the reason when :func:`~mlcak_lib.results.gap_reason` withholds it)."""
+    resolution and metric (means over the variant's seeds, the same seeds for box-only and the upper bound; NaN with
+    the reason when :func:`~mlcak_lib.results.gap_reason` withholds it)."""
     rows = []
     upper_variant, upper_fraction = UPPER_BOUND
     for r, at_r in df.groupby("resolution", sort=False):
@@ -216,13 +217,15 @@ def gap_table(df: pd.DataFrame, metrics: Sequence[str] = GAP_METRICS) -> pd.Data
         for fraction, group in at_r[~np.isclose(at_r["box_fraction"], upper_fraction)].groupby("box_fraction", sort=False):
             ref = group[group["variant"] == REFERENCE]
             for variant, sub in group[group["variant"] != REFERENCE].groupby("variant", sort=False):
+                seeds = set(sub["seed"])  # the same seeds on all three sides: a variant run on fewer seeds is not
+                ref_s, up_s = ref[ref["seed"].isin(seeds)], upper[upper["seed"].isin(seeds)]  # compared to others'
                 for m in metrics:
-                    u, b = upper[m].mean(), ref[m].mean()
-                    b_std, n = ref[m].std(), ref["seed"].nunique()
+                    u, b = up_s[m].mean(), ref_s[m].mean()
+                    b_std, n = ref_s[m].std(), ref_s["seed"].nunique()
                     rows.append({"variant": variant, "box_fraction": fraction, "resolution": r, "metric": m,
                                  "value": sub[m].mean(), "reference": b, "upper_bound": u,
                                  "gap_recovered": gap_recovered(sub[m].mean(), b, u, b_std, n),
-                                 "note": _reworded(gap_reason(b, u, b_std, n)) if len(upper) else "no upper-bound run"})
+                                 "seeds": n, "note": _reworded(gap_reason(b, u, b_std, n)) if len(up_s) else "no upper-bound run"})
     return pd.DataFrame(rows)
 
 
@@ -249,10 +252,11 @@ def markdown(df: pd.DataFrame, title: str = "Detection ablations") -> str:
     gaps = gap_table(df)
     if len(gaps):
         lines += [f"## {title}: gap recovered between {REFERENCE} and the upper bound ({UPPER_BOUND[0]} at "
-                  f"{percent(UPPER_BOUND[1])} boxes)", "", "| variant | boxes | px | metric | gap recovered |", "|---|---:|---:|---|---|"]
+                  f"{percent(UPPER_BOUND[1])} boxes)", "", "| variant | boxes | px | seeds | metric | gap recovered |", "|---|---:|---:|---:|---|---|"]
         for _, g in gaps.iterrows():
             text = f"{100 * g['gap_recovered']:.0f} %" if np.isfinite(g["gap_recovered"]) else f"not shown ({g['note']})"
-            lines.append(f"| {g['variant']} | {percent(g['box_fraction'])} | {g['resolution']} | {g['metric']} | {text} |")
+            lines.append(f"| {g['variant']} | {percent(g['box_fraction'])} | {g['resolution']} | {g['seeds']} | {g['metric']} | "
+                         f"{text} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -159,3 +159,16 @@ def test_tiny_grid_writes_the_table_and_a_rerun_loads_every_detector(tmp_path, m
 def test_the_runner_refuses_an_unknown_variant(tmp_path):
     with pytest.raises(SystemExit, match="unknown detector variant"):
         detection_runner.main([*TINY, "--variants", "mlcak", "--out", str(tmp_path)])
+
+
+def test_the_gap_recovered_compares_a_variant_with_box_only_and_the_upper_bound_on_its_own_seeds():
+    rows = [{"variant": "box-only", "box_fraction": 0.1, "resolution": 112, "seed": s, "ap50": a, "ap50_95": a}
+            for s, a in enumerate([0.0, 0.02, 0.01, 0.5, 0.5])]  # seeds 3 and 4 would lift box-only's mean
+    rows += [{"variant": "box-only", "box_fraction": 1.0, "resolution": 112, "seed": s, "ap50": 1.0, "ap50_95": 1.0}
+             for s in range(5)]
+    rows += [{"variant": "oxnet", "box_fraction": 0.1, "resolution": 112, "seed": s, "ap50": 0.51, "ap50_95": 0.51}
+             for s in range(3)]
+    gaps = detection_runner.gap_table(pd.DataFrame(rows), metrics=("ap50",))
+    row = gaps.iloc[0]
+    assert row["seeds"] == 3 and row["reference"] == pytest.approx(0.01) and row["upper_bound"] == 1.0
+    assert row["gap_recovered"] == pytest.approx(0.5 / 0.99)
