@@ -3,7 +3,8 @@ resolutions x seeds, each detector evaluated on the test split (patients no trai
 
 ``python -m mlcak_lib.detection_runner`` (or ``mlcak-detect``) trains, or loads from the cache, one detector per
 (variant, box fraction, resolution, seed) with :func:`mlcak_lib.detection.recipe.get_detector`, plus the fully
-box-supervised upper bound (``box-only`` at box fraction 1.0) at each resolution and seed, and writes into
+box-supervised upper bound (``box-only`` at box fraction 1.0) at each resolution and seed, every detector starting
+from the backbone pretrained once per resolution on a separate pool of films (:func:`pretrained_backbone`), and writes into
 ``--out`` (default :func:`mlcak_lib.config.output_dir`):
 
 * ``detection_<tag>.csv`` -- one row per run: variant, box fraction, resolution, seed, the films per kind of
