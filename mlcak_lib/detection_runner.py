@@ -39,8 +39,21 @@ from torch import nn
 from . import config as _config
 from .cache import adapter_fingerprint, simulator_fingerprint, source_hash
 from .dataswitch import data_description, get_splits, resolve_dataset
+from .detection.data import scale_boxes
+from .detection.evaluate import (
+    average_precision,
+    coco_dicts,
+    coco_evaluation,
+    mm_per_pixel,
+)
 from .detection.keys import detection_fingerprint
-from .detection.pretrain import PRETRAIN_SEED, PRETRAINING, TINY_PRETRAINING, BackboneClassifier, classifier_auroc
+from .detection.pretrain import (
+    PRETRAIN_SEED,
+    PRETRAINING,
+    TINY_PRETRAINING,
+    BackboneClassifier,
+    classifier_auroc,
+)
 from .detection.recipe import (
     DETECTOR_VARIANTS,
     REFERENCE,
@@ -55,7 +68,6 @@ from .detection.recipe import (
     predict,
 )
 from .envinfo import git_revision, hardware
-from .splits import InMemorySplit
 from .results import gap_reason, gap_recovered, paired_markdown, paired_table, pm_text
 from .runner_cli import (
     add_common_arguments,
@@ -64,6 +76,7 @@ from .runner_cli import (
     seed_summary,
     write_tables,
 )
+from .splits import InMemorySplit
 
 #: The committed grid's box fractions and resolution (why: :data:`mlcak_lib.detection.recipe.DETECTOR_TRAINING`).
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.005, 0.02)
@@ -114,10 +127,17 @@ def pretrained_backbone(resolution: int, config: DetectorTraining, profile: str 
     scratch."""
     if not config.pretrained:
         return None
-    pool, val, desc = pretraining_pool(resolution, profile, dataset, sizes)
-    model, _, info = get_backbone(pool, val, tiny_named(desc, tiny), resolution, config, TINY_PRETRAINING if tiny else PRETRAINING,
-                                  profile, load_only=load_only, progress=progress)
+    model, _, info = backbone_run(resolution, config, profile, dataset, sizes, tiny, load_only, progress)
     return model, info["hash"]
+
+
+def backbone_run(resolution: int, config: DetectorTraining, profile: str | None = None, dataset: str | None = None,
+                 sizes: dict[str, int] | None = None, tiny: bool = False, load_only: bool = False,
+                 progress: bool | None = None) -> tuple[BackboneClassifier, list[dict[str, Any]], dict[str, Any]]:
+    """:func:`~mlcak_lib.detection.recipe.get_backbone` on :func:`pretraining_pool`: ``(model, history, info)``."""
+    pool, val, desc = pretraining_pool(resolution, profile, dataset, sizes)
+    return get_backbone(pool, val, tiny_named(desc, tiny), resolution, config, TINY_PRETRAINING if tiny else PRETRAINING,
+                        profile, load_only=load_only, progress=progress)
 
 
 def percent(fraction: float) -> str:
@@ -157,6 +177,17 @@ def committed_check(model: nn.Module, val: InMemorySplit, resolution: int) -> di
     dets, scores = predict(model, val, resolution, limit=CHECK_FILMS)
     return {"n": CHECK_FILMS, "score_sum": float(sum(float(d["scores"].sum()) for d in dets)),
             "global_mean": float(scores.mean())}
+
+
+def class_ap(model: nn.Module, split: InMemorySplit, resolution: int) -> dict[str, float]:
+    """AP@0.5 per class of ``model`` on ``split`` (COCO's evaluation, :mod:`mlcak_lib.detection.evaluate`; NaN for a
+    class without lesions): what macro AP averages (notebook 07, section 9)."""
+    dets, _ = predict(model, split, resolution)
+    boxes = [scale_boxes(b, resolution) for b in split.boxes]
+    gt, dt = coco_dicts(boxes, split.box_labels, dets, len(split.class_names), split.box_mm,
+                        mm_per_pixel(boxes, split.box_mm))
+    ev = coco_evaluation(gt, dt)
+    return {name: average_precision(ev, "all", 0.5, c) for c, name in enumerate(split.class_names)}
 
 
 def run_grid(variants: Sequence[str], fractions: Sequence[float], resolutions: Sequence[int], seeds: Sequence[int],

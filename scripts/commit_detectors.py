@@ -30,7 +30,6 @@ from mlcak_lib.dataswitch import get_splits
 from mlcak_lib.detection.keys import DETECTION_CODE
 from mlcak_lib.detection.recipe import (
     detector_training,
-    get_backbone,
     get_detector,
 )
 
@@ -65,8 +64,7 @@ def main() -> None:
     splits = get_splits((r,), args.profile, splits=("train", "val"), dataset=args.dataset)
     check_val = get_splits((r,), args.profile, splits=("val",), sizes={"val": detection_runner.CHECK_FILMS}, dataset=args.dataset)["val"]
     desc = detection_runner.detection_data_description(args.dataset, args.profile)
-    pool, pool_val, pool_desc = detection_runner.pretraining_pool(r, args.profile, args.dataset)
-    clf, history, info = get_backbone(pool, pool_val, pool_desc, r, cfg, profile=args.profile, progress=True)
+    clf, history, info = detection_runner.backbone_run(r, cfg, args.profile, args.dataset, progress=True)
     if not info.get("committed"):
         commit(clf, history, info, check_val, r)
     for run in args.runs:

@@ -172,3 +172,29 @@ def test_the_gap_recovered_compares_a_variant_with_box_only_and_the_upper_bound_
     row = gaps.iloc[0]
     assert row["seeds"] == 3 and row["reference"] == pytest.approx(0.01) and row["upper_bound"] == 1.0
     assert row["gap_recovered"] == pytest.approx(0.5 / 0.99)
+
+
+def test_class_ap_scores_each_class_and_a_perfect_detector_scores_one():
+    split = toy_split(8, resolutions=(112,))
+    model = recipe.build_detector(3, 112, seed=0, **recipe.TINY_TRAINING.architecture)
+
+    def perfect(m, s, resolution, **_):  # every lesion found exactly, with full confidence
+        dets = [{"boxes": scale(b), "scores": torch.ones(len(b)), "labels": lab.long().reshape(-1)}
+                for b, lab in zip(s.boxes, s.box_labels)]
+        return dets, torch.zeros(len(s), 3)
+
+    from mlcak_lib.detection.data import scale_boxes
+
+    def scale(b):
+        return scale_boxes(b, 112)
+
+    ap = detection_runner.class_ap(model, split, 112)
+    assert list(ap) == list(split.class_names)
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(detection_runner, "predict", perfect)
+    try:
+        best = detection_runner.class_ap(model, split, 112)
+    finally:
+        monkeypatch.undo()
+    with_lesions = [c for c in range(3) if any(bool((lab == c).any()) for lab in split.box_labels)]
+    assert with_lesions and all(best[split.class_names[c]] == pytest.approx(1.0) for c in with_lesions)
