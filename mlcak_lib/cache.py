@@ -54,7 +54,7 @@ from .config import cache_dir
 #: normalisation (``dicom.NETWORK_MEAN``/``NETWORK_STD``), the objectives and the training loop.
 #: Their content enters every model's cache key.
 MODEL_CODE: tuple[str, ...] = (
-    "attention", "attention_kd", "datasets", "dataswitch", "dicom", "distill", "guidance", "local_task", "metrics",
+    "attention", "attention_kd", "augment", "datasets", "dataswitch", "dicom", "distill", "guidance", "local_task", "metrics",
     "models", "recipes", "reference", "resize", "splits", "synth", "teacher_cache", "tokens", "train", "variants",
     "data/vindr_cxr_class_stats_derived.csv",
 )

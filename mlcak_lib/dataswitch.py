@@ -51,7 +51,7 @@ MEDMNIST_NAMES: tuple[str, ...] = ("chestmnist", "pneumoniamnist")
 #: test patient is never seen in training) with the full anatomical variation. Until then the default profile
 #: fixed one anatomy (``anatomy=0``), which made "abnormal" mean "differs from the one film" and gave the
 #: teacher one attention map for every image; the measured learnability on unseen patients is in
-#: ``results/learnability.md`` (``scripts/learnability.py``).
+#: ``mlcak_lib/data/results/learnability.md`` (``scripts/learnability.py``).
 SYNTH_SETTINGS: dict[str, dict[str, Any]] = {"default": {}, "full": {}}
 
 _SPLIT_MEMO: dict[str, InMemorySplit] = {}

@@ -27,7 +27,7 @@ cannot dominate. The joint objective of the course (:class:`LocalObjective`) is:
 
 where ``L_KD`` comes from :mod:`mlcak_lib.distill` unchanged (composition, not a copy), and
 ``lambda_local`` is chosen on the validation split by ``scripts/tune_local.py``
-(``results/tuning_local_val.csv``) and stored with the other tuned weights
+(``mlcak_lib/data/results/tuning_local_val.csv``) and stored with the other tuned weights
 (:func:`mlcak_lib.variants.default_weights`). The multi-task variants (:data:`mlcak_lib.variants.LOCAL_VARIANTS`)
 are ordinary variants, trained by :func:`mlcak_lib.recipes.train_student` and run by the
 experiment runner like every other variant. Localization *metrics* live in :mod:`mlcak_lib.localization`.

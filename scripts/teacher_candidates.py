@@ -30,6 +30,7 @@ import torch
 
 from mlcak_lib import localization, metrics, recipes
 from mlcak_lib.cache import load_or_train
+from mlcak_lib.augment import AugmentSpec, Augmented
 from mlcak_lib.dataswitch import data_description, dataset_class_names, get_splits
 from mlcak_lib.guidance import AttentionGuidance
 from mlcak_lib.local_task import LocalObjective
@@ -73,6 +74,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-size", type=int, default=None, help="training films (default: the profile's split)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--augment", choices=("none", "geometric", "intensity", "both"), default="none",
+                    help="augment the training films (mlcak_lib.augment; the boxes and token targets move with them)")
     ap.add_argument("--teacher", choices=("boxes", "labels-only"), default=None,
                     help="measure the course's teacher (recipes.get_teacher, trained by scripts/train_teacher.py) "
                          "instead of training a candidate")
@@ -84,6 +87,7 @@ def main() -> None:
         spec = recipes.TEACHER_OBJECTIVE["default"] if args.teacher == "boxes" else {"lambda_local": 0.0, "guide": 0.0,
                                                                                    "guide_blocks": (-1,)}
         args.local, args.guide, args.guide_blocks = spec["lambda_local"], spec["guide"], tuple(spec["guide_blocks"])
+        args.augment = recipes.TEACHER_OBJECTIVE["default"].get("augment") or "none"
         args.res, cfg = 224, recipes.TEACHER_TRAINING["default"]
         args.epochs, args.patience, args.lr, args.batch = cfg.epochs, cfg.patience, cfg.lr, cfg.batch_size
 
@@ -99,6 +103,8 @@ def main() -> None:
         objective = LocalObjective(objective, lambda_local=args.local)
     if args.guide > 0:
         objective = AttentionGuidance(objective, weight=args.guide, blocks=args.guide_blocks)
+    if args.augment != "none":
+        objective = Augmented(objective, AugmentSpec(mode=args.augment), seed=args.seed)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, weight_decay=0.05, warmup_epochs=1.0,
                       patience=args.patience, seed=args.seed)
     arch = architecture("default", **overrides)
@@ -120,7 +126,8 @@ def main() -> None:
         model, history, info = load_or_train(f"candidate-{args.name}-r{res}", key, build, train)
     best = next(h for h in history if h.get("best"))
     row = {"name": args.name, "teacher_recipe": bool(args.teacher), "resolution": res, "seed": args.seed, "arch": str(overrides), "local": args.local,
-           "guide": args.guide, "guide_blocks": ",".join(map(str, args.guide_blocks)), "epochs_run": len(history),
+           "guide": args.guide, "guide_blocks": ",".join(map(str, args.guide_blocks)), "augment": args.augment,
+           "epochs_run": len(history),
            "best_epoch": best["epoch"], "best_val_score": round(best["val_score"], 4),
            "train_seconds": round(info["train_seconds"], 1), "threads": args.threads,
            "params": sum(p.numel() for p in model.parameters()),
